@@ -1,0 +1,28 @@
+//! edge's shared vocabulary: object types, validation, selectors, the CBOR codec and the QUIC wire protocol.
+//!
+//! Everything here is usable by `edgectl` without pulling in wasmtime or redb.
+
+pub mod codec;
+pub mod config;
+pub mod manifest;
+pub mod meta;
+pub mod object;
+pub mod pod;
+pub mod quantity;
+pub mod selector;
+pub mod tls;
+pub mod validation;
+pub mod wire;
+
+pub use meta::{Condition, ObjectMeta, OwnerReference};
+pub use object::{Kind, Namespace, Node, NodeSpec, NodeStatus, Object, ObjectKey};
+pub use pod::{Container, ContainerState, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus};
+
+/// The API group/version every built-in object carries.
+pub const API_VERSION: &str = "edge.dev/v1";
+/// The namespace used when a manifest or command names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The TLS server name every control-plane certificate carries, whatever address it is reached at.
+pub const SERVER_NAME: &str = "edge-server";
+/// The default control-plane QUIC port.
+pub const DEFAULT_PORT: u16 = 6443;

@@ -1,0 +1,158 @@
+//! Label selectors as kubectl writes them: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selector {
+    pub requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid label selector {selector:?}: {why}")]
+pub struct SelectorError {
+    pub selector: String,
+    pub why: String,
+}
+
+impl Selector {
+    pub fn parse(input: &str) -> Result<Selector, SelectorError> {
+        let err = |why: String| SelectorError {
+            selector: input.to_string(),
+            why,
+        };
+        let mut requirements = Vec::new();
+        for term in split_terms(input) {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
+            requirements.push(parse_term(term).map_err(err)?);
+        }
+        Ok(Selector { requirements })
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| match r {
+            Requirement::Equals(k, v) => labels.get(k) == Some(v),
+            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+        })
+    }
+}
+
+/// Splits on commas that are not inside a `(...)` value set.
+fn split_terms(input: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in input.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&input[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&input[start..]);
+    terms
+}
+
+fn parse_term(term: &str) -> Result<Requirement, String> {
+    if let Some((k, v)) = term.split_once("!=") {
+        return Ok(Requirement::NotEquals(key(k)?, value(v)?));
+    }
+    if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        return Ok(Requirement::Equals(key(k)?, value(v)?));
+    }
+    if let Some(k) = term.strip_prefix('!') {
+        return Ok(Requirement::DoesNotExist(key(k)?));
+    }
+    for (op, negate) in [(" notin ", true), (" in ", false)] {
+        if let Some((k, set)) = term.split_once(op) {
+            let set = set.trim();
+            let inner = set
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+                .ok_or_else(|| {
+                    format!("the values of {k:?} must be in parentheses, like ({set})")
+                })?;
+            let values = inner
+                .split(',')
+                .map(|v| value(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(if negate {
+                Requirement::NotIn(key(k)?, values)
+            } else {
+                Requirement::In(key(k)?, values)
+            });
+        }
+    }
+    Ok(Requirement::Exists(key(term)?))
+}
+
+fn key(k: &str) -> Result<String, String> {
+    let k = k.trim();
+    crate::validation::label_key(k).map_err(|e| format!("key {k:?}: {e}"))?;
+    Ok(k.to_string())
+}
+
+fn value(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    crate::validation::label_value(v).map_err(|e| format!("value {v:?}: {e}"))?;
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn equality_and_set_based() {
+        let l = labels(&[("app", "web"), ("tier", "front")]);
+        let cases = [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app=web,tier=back", false),
+            ("tier in (front,back)", true),
+            ("tier notin (front)", false),
+            ("env notin (prod)", true),
+            ("app", true),
+            ("!app", false),
+            ("!env", true),
+            ("", true),
+        ];
+        for (sel, want) in cases {
+            assert_eq!(Selector::parse(sel).unwrap().matches(&l), want, "{sel}");
+        }
+    }
+
+    #[test]
+    fn malformed_selectors_say_why() {
+        let e = Selector::parse("tier in front").unwrap_err();
+        assert!(e.why.contains("parentheses"), "{e}");
+        assert!(Selector::parse("a b=c").is_err());
+    }
+}
