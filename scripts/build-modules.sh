@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODULES_DIR="$ROOT/modules"
 OUT_DIR="$ROOT/examples/components"
 TARGET=wasm32-wasip2
-COMPONENTS=(hello ticker fail membomb)
+COMPONENTS=(hello ticker fail membomb spin)
 
 # Idempotent: a no-op when the target is already installed.
 rustup target add "$TARGET"

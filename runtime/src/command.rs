@@ -121,18 +121,23 @@ impl Limiter {
     }
 }
 
-/// The first line of the error's description, plus the trap code when there is one.
-/// (The full chain holds a wasm backtrace, which is useful in logs but too long for a status.)
+/// The error's causes joined on one line, without the wasm backtrace context (a long list
+/// of frames: useful in the host log, too long for a pod status). For a trap this reads
+/// like "wasm trap: wasm `unreachable` instruction executed".
 fn short_message(error: &wasmtime::Error) -> String {
-    let top = error.to_string();
-    match error.downcast_ref::<Trap>() {
-        Some(trap) if !top.contains(&trap.to_string()) => format!("{top}: {trap}"),
-        _ => top,
+    let parts: Vec<String> = error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 
-/// Turns the outcome of instantiating or running into an exit status. `Err(message)`
-/// means the failure was on the host side (only possible while instantiating).
+/// Turns a failed `run` (or a guest-caused instantiation failure) into an exit status.
 fn classify_failure(error: &wasmtime::Error, limiter: &Limiter) -> ExitStatus {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return ExitStatus::Exited(exit.0);
@@ -173,22 +178,24 @@ pub(crate) async fn run(
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
 
-    let command =
-        match Command::instantiate_async(&mut store, component.component(), linker).await {
-            Ok(command) => command,
-            Err(error) => {
-                let is_guest_failure = error.downcast_ref::<I32Exit>().is_some()
-                    || error.downcast_ref::<Trap>().is_some()
-                    || store.data().limiter.refused_memory.is_some();
-                if is_guest_failure {
-                    return Ok(classify_failure(&error, &store.data().limiter));
-                }
-                return Err(RuntimeError::Instantiate {
-                    digest: digest.to_string(),
-                    message: format!("{error:#}"),
-                });
+    let command = match Command::instantiate_async(&mut store, component.component(), linker).await
+    {
+        Ok(command) => command,
+        Err(error) => {
+            // Instantiation runs guest code too (start functions) and allocates the initial
+            // memory through the limiter: those failures are the guest's, not the host's.
+            let is_guest_failure = error.downcast_ref::<I32Exit>().is_some()
+                || error.downcast_ref::<Trap>().is_some()
+                || store.data().limiter.refused_memory.is_some();
+            if is_guest_failure {
+                return Ok(classify_failure(&error, &store.data().limiter));
             }
-        };
+            return Err(RuntimeError::Instantiate {
+                digest: digest.to_string(),
+                message: format!("{error:#}"),
+            });
+        }
+    };
 
     let status = match command.wasi_cli_run().call_run(&mut store).await {
         Ok(Ok(())) => ExitStatus::Exited(0),

@@ -39,7 +39,9 @@ pub enum RuntimeError {
     Instantiate { digest: String, message: String },
 
     /// `run_command` was asked to run a component that does not export `wasi:cli/run`.
-    #[error("component {digest}: not a command (it does not export wasi:cli/run; its kind is {kind:?})")]
+    #[error(
+        "component {digest}: not a command (it does not export wasi:cli/run; its kind is {kind:?})"
+    )]
     NotACommand { digest: String, kind: ComponentKind },
 
     /// The on-disk precompile cache could not be set up.

@@ -169,11 +169,10 @@ impl Inner {
 
         self.compilations.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile {
-                digest: digest.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile {
+            digest: digest.clone(),
+            message: format!("{e:#}"),
+        })?;
         tracing::info!(%digest, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
 
         // A cache that cannot be written (disk full, read-only SD card) costs a recompile on

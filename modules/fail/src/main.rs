@@ -1,8 +1,12 @@
-//! `fail`: a command that reports an error on stderr and exits with code 3 (exit-status fixture).
+//! `fail`: a command that reports an error on stderr and exits with code 3 (exit-status fixture);
+//! with the argument `panic` it panics instead, which the host sees as a trap.
 
 use std::io::Write;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("panic") {
+        panic!("fail: panicking on purpose");
+    }
     eprintln!("fail: something went wrong on purpose");
     // exit-with-code ends the instance without running destructors, so flush first.
     let _ = std::io::stderr().flush();
