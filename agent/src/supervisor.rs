@@ -1,0 +1,161 @@
+//! Desired pods to running pod workers, level-triggered: given the pods assigned to this node,
+//! start what is missing, stop what is gone, and leave healthy pods alone.
+
+use crate::localstore::LocalStore;
+use crate::worker::{PodWorker, WorkerContext};
+use edge_api::{Pod, PodPhase};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tracing::info;
+
+pub struct Supervisor {
+    ctx: WorkerContext,
+    store: LocalStore,
+    /// Workers by pod uid: a pod re-created under the same name is a different pod.
+    workers: Mutex<HashMap<String, PodWorker>>,
+}
+
+/// What to do with one desired pod, decided from it and whether a worker runs it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PodAction {
+    Start,
+    Keep,
+    /// Marked for deletion: stop it, then confirm the deletion to the control plane.
+    Terminate,
+    /// Finished before (known from its stored status): do not run it again.
+    LeaveFinished,
+}
+
+pub fn decide(pod: &Pod, has_worker: bool) -> PodAction {
+    if pod.metadata.deletion_timestamp.is_some() {
+        PodAction::Terminate
+    } else if has_worker {
+        PodAction::Keep
+    } else if pod.status.phase.is_terminal() {
+        PodAction::LeaveFinished
+    } else {
+        PodAction::Start
+    }
+}
+
+impl Supervisor {
+    pub fn new(ctx: WorkerContext, store: LocalStore) -> Supervisor {
+        Supervisor {
+            ctx,
+            store,
+            workers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodWorker>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the running set exactly `desired`. Returns the pods that are terminating and
+    /// have now been stopped, whose deletion the caller must confirm.
+    pub fn sync_all(&self, desired: &[Pod]) -> Vec<Pod> {
+        let keep: std::collections::HashSet<&str> =
+            desired.iter().map(|p| p.metadata.uid.as_str()).collect();
+        let gone: Vec<String> = self
+            .workers()
+            .keys()
+            .filter(|uid| !keep.contains(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove(&uid);
+        }
+        desired.iter().filter_map(|p| self.upsert(p)).collect()
+    }
+
+    /// Applies one pod's desired state; returns it if it was terminating and is now stopped.
+    pub fn upsert(&self, pod: &Pod) -> Option<Pod> {
+        let uid = pod.metadata.uid.clone();
+        let has_worker = self.workers().contains_key(&uid);
+        match decide(pod, has_worker) {
+            PodAction::Keep | PodAction::LeaveFinished => None,
+            PodAction::Start => {
+                info!(pod = %pod.metadata.name, namespace = %pod.metadata.namespace, "starting pod");
+                let worker = PodWorker::spawn(self.ctx.clone(), pod.clone());
+                self.workers().insert(uid, worker);
+                None
+            }
+            PodAction::Terminate => {
+                if let Some(w) = self.workers().remove(&uid) {
+                    info!(pod = %pod.metadata.name, "stopping pod (deleted)");
+                    w.stop();
+                }
+                Some(pod.clone())
+            }
+        }
+    }
+
+    /// Stops a pod that is no longer assigned here and forgets its logs.
+    pub fn remove(&self, uid: &str) {
+        if let Some(w) = self.workers().remove(uid) {
+            info!(pod = %w.pod.metadata.name, "stopping pod (no longer assigned)");
+            let m = &w.pod.metadata;
+            self.ctx.logs.remove_pod(&m.namespace, &m.name, &m.uid);
+            w.stop();
+        }
+        if let Err(e) = self.store.remove(uid) {
+            tracing::warn!(error = %e, "local store");
+        }
+    }
+
+    /// The pod with this namespace/name that this node runs or ran.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Pod> {
+        let workers = self.workers();
+        let w = workers
+            .values()
+            .find(|w| w.pod.metadata.namespace == namespace && w.pod.metadata.name == name)?;
+        let mut pod = w.pod.clone();
+        pod.status = w.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(pod)
+    }
+
+    /// Whether the pod's components are all done (for ending a followed log).
+    pub fn is_done(&self, uid: &str) -> bool {
+        self.workers().get(uid).is_none_or(|w| w.is_finished())
+    }
+
+    /// Namespace/name and phase of every pod this node runs, for embedders and tests.
+    pub fn pods(&self) -> Vec<(String, String, PodPhase)> {
+        let workers = self.workers();
+        let mut out: Vec<_> = workers
+            .values()
+            .map(|w| {
+                let phase = w.status.lock().unwrap_or_else(|p| p.into_inner()).phase;
+                (
+                    w.pod.metadata.namespace.clone(),
+                    w.pod.metadata.name.clone(),
+                    phase,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    pub fn stop_all(&self) {
+        for (_, w) in self.workers().drain() {
+            w.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions() {
+        let mut p = Pod::default();
+        assert_eq!(decide(&p, false), PodAction::Start);
+        assert_eq!(decide(&p, true), PodAction::Keep);
+        p.status.phase = PodPhase::Succeeded;
+        assert_eq!(decide(&p, false), PodAction::LeaveFinished);
+        p.metadata.deletion_timestamp = Some(chrono::Utc::now());
+        assert_eq!(decide(&p, true), PodAction::Terminate);
+    }
+}
