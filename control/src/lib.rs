@@ -1,1 +1,10 @@
-//! placeholder
+//! edge's control plane: the raft-replicated store, API server, scheduler and controllers.
+
+pub mod apiserver;
+pub mod context;
+pub mod nodes;
+pub mod pki;
+pub mod raft;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -1,0 +1,448 @@
+//! Object operations behind the API: apply/create with defaults and validation, reads,
+//! status updates and deletion, each turned into a compare-and-swap raft proposal.
+
+use super::authz::Scope;
+use crate::context::ControlPlane;
+use crate::store::{Command, CommandResult, Precondition, Snapshot};
+use chrono::Utc;
+use edge_api::object::{Kind, Object, ObjectKey};
+use edge_api::selector::Selector;
+use edge_api::wire::{ApiError, ApplyOutcome, ErrorCode, MAX_OBJECT_BYTES};
+
+/// How often a write is retried when a concurrent write changed the object first.
+const CONFLICT_RETRIES: usize = 8;
+
+fn invalid(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Invalid, e.to_string())
+}
+
+/// Clears what clients may not set and fills defaults, then validates.
+pub fn normalize(mut obj: Object) -> Result<Object, ApiError> {
+    *obj.api_version_mut() = edge_api::API_VERSION.to_string();
+    obj.default_namespace(edge_api::DEFAULT_NAMESPACE);
+    let meta = obj.meta_mut();
+    meta.uid.clear();
+    meta.resource_version = 0;
+    meta.generation = 0;
+    meta.creation_timestamp = None;
+    meta.deletion_timestamp = None;
+    if let Object::Pod(p) = &mut obj {
+        p.status = Default::default();
+    }
+    edge_api::validation::validate(&obj).map_err(invalid)?;
+    let size = edge_api::codec::encode("object", &obj)
+        .map_err(invalid)?
+        .len();
+    if size > MAX_OBJECT_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} is {size} bytes encoded; the limit is {MAX_OBJECT_BYTES}",
+                obj.key()
+            ),
+        ));
+    }
+    Ok(obj)
+}
+
+/// Decides what an apply does against the stored object: the pure half of `apply`.
+pub fn plan_apply(
+    existing: Option<&Object>,
+    incoming: Object,
+) -> Result<(Option<(Object, Precondition)>, ApplyOutcome), ApiError> {
+    let Some(old) = existing else {
+        let mut obj = incoming;
+        let meta = obj.meta_mut();
+        meta.uid = uuid::Uuid::new_v4().to_string();
+        meta.creation_timestamp = Some(Utc::now());
+        meta.generation = 1;
+        return Ok((Some((obj, Precondition::Absent)), ApplyOutcome::Created));
+    };
+    if old.same_desired_state(&incoming) {
+        return Ok((None, ApplyOutcome::Unchanged));
+    }
+    if let (Object::Pod(a), Object::Pod(b)) = (old, &incoming) {
+        let (mut x, mut y) = (a.spec.clone(), b.spec.clone());
+        x.node_name = None;
+        y.node_name = None;
+        if x != y {
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "{}: spec: pod spec is immutable once created; only labels and annotations may change. Delete the pod and apply again",
+                    old.key()
+                ),
+            ));
+        }
+    }
+    let mut obj = incoming;
+    obj.take_status_from(old);
+    let (om, spec_changed) = (old.meta(), !old.same_desired_state(&obj));
+    let meta = obj.meta_mut();
+    meta.uid = om.uid.clone();
+    meta.creation_timestamp = om.creation_timestamp;
+    meta.deletion_timestamp = om.deletion_timestamp;
+    meta.owner_references = om.owner_references.clone();
+    meta.generation = om.generation + u64::from(spec_changed);
+    Ok((
+        Some((obj, Precondition::Revision(om.resource_version))),
+        ApplyOutcome::Configured,
+    ))
+}
+
+impl ControlPlane {
+    /// Reads a consistent snapshot after a raft read barrier, so reads are linearizable.
+    pub async fn current(&self) -> Result<Snapshot, ApiError> {
+        self.raft.read_barrier().await.map_err(unavailable)?;
+        crate::store::read_snapshot(&self.raft.store.database()).map_err(internal)
+    }
+
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ApiError> {
+        match self.raft.propose(cmd).await.map_err(unavailable)? {
+            CommandResult::Rejected(e) => Err(e),
+            other => Ok(other),
+        }
+    }
+
+    /// Runs read-decide-write until the write is not rejected by a concurrent change.
+    pub async fn write_with_retry<F>(&self, mut decide: F) -> Result<CommandResult, ApiError>
+    where
+        F: FnMut(&Snapshot) -> Result<Option<Command>, ApiError>,
+    {
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let snap = self.current().await?;
+            let Some(cmd) = decide(&snap)? else {
+                return Ok(CommandResult::Nothing);
+            };
+            match self.propose(cmd).await {
+                Err(e) if e.code == ErrorCode::Conflict || e.code == ErrorCode::AlreadyExists => {
+                    last = Some(e)
+                }
+                other => return other,
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| ApiError::new(ErrorCode::Conflict, "too many concurrent changes")))
+    }
+
+    pub async fn apply(
+        &self,
+        scope: &Scope,
+        incoming: Object,
+        dry_run: bool,
+    ) -> Result<(Object, ApplyOutcome), ApiError> {
+        let incoming = normalize(incoming)?;
+        if !scope.covers(&incoming) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("may not write {}", incoming.key()),
+            ));
+        }
+        let key = incoming.key();
+        let mut outcome = ApplyOutcome::Unchanged;
+        let mut planned = None;
+        let result = self
+            .write_with_retry(|snap| {
+                require_namespace(snap, &key)?;
+                let existing = snap.get(&key).map_err(internal)?;
+                let (write, o) = plan_apply(existing.as_ref(), incoming.clone())?;
+                outcome = o;
+                planned = write.as_ref().map(|(obj, _)| obj.clone()).or(existing);
+                Ok(if dry_run {
+                    None
+                } else {
+                    write.map(|(object, precondition)| Command::Put {
+                        object,
+                        precondition,
+                    })
+                })
+            })
+            .await?;
+        let object = match result {
+            CommandResult::Stored(o) => o,
+            _ => planned.ok_or_else(|| ApiError::not_found(&key))?,
+        };
+        Ok((object, outcome))
+    }
+
+    pub async fn create(&self, incoming: Object) -> Result<Object, ApiError> {
+        let incoming = normalize(incoming)?;
+        let key = incoming.key();
+        let snap = self.current().await?;
+        require_namespace(&snap, &key)?;
+        if snap.get(&key).map_err(internal)?.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("{key} already exists"),
+            ));
+        }
+        let (write, _) = plan_apply(None, incoming)?;
+        let (object, precondition) = write.ok_or_else(|| internal("create planned no write"))?;
+        stored(
+            self.propose(Command::Put {
+                object,
+                precondition,
+            })
+            .await?,
+            &key,
+        )
+    }
+
+    pub async fn get(&self, scope: &Scope, key: &ObjectKey) -> Result<Object, ApiError> {
+        let snap = self.current().await?;
+        match snap.get(key).map_err(internal)? {
+            Some(o) if scope.covers(&o) => Ok(o),
+            _ => Err(ApiError::not_found(key)),
+        }
+    }
+
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<(Vec<Object>, u64), ApiError> {
+        let selector = parse_selector(selector)?;
+        let snap = self.current().await?;
+        let items = snap
+            .list(kind, namespace)
+            .map_err(internal)?
+            .into_iter()
+            .filter(|o| scope.covers(o) && selector.matches(&o.meta().labels))
+            .collect();
+        Ok((items, snap.revision))
+    }
+
+    /// Replaces the status of a stored object, keeping its spec and metadata.
+    pub async fn update_status(&self, scope: &Scope, incoming: Object) -> Result<Object, ApiError> {
+        let key = incoming.key();
+        let result = self
+            .write_with_retry(|snap| {
+                let existing = snap
+                    .get(&key)
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::not_found(&key))?;
+                if !scope.covers(&existing) {
+                    return Err(ApiError::new(
+                        ErrorCode::Forbidden,
+                        format!("may not write the status of {key}"),
+                    ));
+                }
+                let mut object = existing.clone();
+                object.take_status_from(&incoming);
+                if object == existing {
+                    return Ok(None);
+                }
+                let precondition = Precondition::Revision(existing.meta().resource_version);
+                Ok(Some(Command::Put {
+                    object,
+                    precondition,
+                }))
+            })
+            .await?;
+        match result {
+            CommandResult::Stored(o) => Ok(o),
+            _ => self.get(scope, &key).await,
+        }
+    }
+
+    /// Deletes an object. A pod running on a node is first marked terminating so its agent can
+    /// stop it; the agent then removes it. `force`, or a pod not running anywhere, removes it now.
+    pub async fn delete(
+        &self,
+        scope: &Scope,
+        key: &ObjectKey,
+        force: bool,
+    ) -> Result<Object, ApiError> {
+        if key.kind == Kind::Namespace && matches!(key.name.as_str(), "default" | "edge-system") {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{key} is built in and cannot be deleted"),
+            ));
+        }
+        if key.kind == Kind::Namespace {
+            self.delete_namespace_contents(&key.name).await?;
+        }
+        let is_node = matches!(scope, Scope::Node(_));
+        let result = self
+            .write_with_retry(|snap| {
+                let existing = match snap.get(key).map_err(internal)? {
+                    Some(o) if scope.covers(&o) => o,
+                    _ => return Err(ApiError::not_found(key)),
+                };
+                let precondition = Precondition::Revision(existing.meta().resource_version);
+                if let Object::Pod(p) = &existing {
+                    let running_somewhere =
+                        p.spec.node_name.is_some() && !p.status.phase.is_terminal();
+                    if is_node && p.metadata.deletion_timestamp.is_none() {
+                        return Err(ApiError::new(
+                            ErrorCode::Forbidden,
+                            "a node may only remove pods being deleted",
+                        ));
+                    }
+                    if running_somewhere && !force && !is_node {
+                        if p.metadata.deletion_timestamp.is_some() {
+                            return Ok(None);
+                        }
+                        let mut object = existing.clone();
+                        object.meta_mut().deletion_timestamp = Some(Utc::now());
+                        return Ok(Some(Command::Put {
+                            object,
+                            precondition,
+                        }));
+                    }
+                }
+                Ok(Some(Command::Delete {
+                    key: key.clone(),
+                    precondition,
+                }))
+            })
+            .await?;
+        match result {
+            CommandResult::Stored(o) | CommandResult::Deleted(o) => Ok(o),
+            _ => self.get(scope, key).await,
+        }
+    }
+
+    async fn delete_namespace_contents(&self, namespace: &str) -> Result<(), ApiError> {
+        let snap = self.current().await?;
+        for kind in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
+            for obj in snap.list(kind, Some(namespace)).map_err(internal)? {
+                let key = obj.key();
+                let cmd = Command::Delete {
+                    key,
+                    precondition: Precondition::None,
+                };
+                match self.propose(cmd).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == ErrorCode::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the built-in namespaces if they are missing (run by the leader at start).
+    pub async fn ensure_builtin_namespaces(&self) -> Result<(), ApiError> {
+        for name in [edge_api::DEFAULT_NAMESPACE, "edge-system"] {
+            let mut ns = edge_api::Namespace::default();
+            ns.metadata.name = name.to_string();
+            ns.status.phase = "Active".into();
+            match self.create(Object::Namespace(ns)).await {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {
+    if !key.kind.namespaced() {
+        return Ok(());
+    }
+    let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
+    match snap.get(&ns).map_err(internal)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "namespace {:?} not found; create it first (kind: Namespace) or use another",
+                key.namespace
+            ),
+        )),
+    }
+}
+
+pub fn parse_selector(s: Option<&str>) -> Result<Selector, ApiError> {
+    Selector::parse(s.unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+fn stored(r: CommandResult, key: &ObjectKey) -> Result<Object, ApiError> {
+    match r {
+        CommandResult::Stored(o) => Ok(o),
+        _ => Err(internal(format!("write of {key} did not store it"))),
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
+}
+
+pub fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("control plane unavailable: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(image_hex: char, label: &str) -> Object {
+        let mut p = edge_api::Pod::default();
+        p.metadata.name = "p".into();
+        p.metadata.labels.insert("app".into(), label.into());
+        let mut c = edge_api::Container::default();
+        c.name = "main".into();
+        c.image = format!("sha256:{}", image_hex.to_string().repeat(64));
+        p.spec.containers.push(c);
+        normalize(Object::Pod(p)).unwrap()
+    }
+
+    #[test]
+    fn first_apply_creates_with_identity() {
+        let (w, outcome) = plan_apply(None, pod('a', "x")).unwrap();
+        let (obj, pre) = w.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Created);
+        assert_eq!(pre, Precondition::Absent);
+        assert!(!obj.meta().uid.is_empty());
+        assert_eq!(obj.meta().generation, 1);
+        assert_eq!(obj.key().namespace, "default");
+    }
+
+    #[test]
+    fn same_manifest_is_unchanged_and_label_change_is_configured() {
+        let (w, _) = plan_apply(None, pod('a', "x")).unwrap();
+        let mut stored = w.unwrap().0;
+        stored.meta_mut().resource_version = 7;
+        let (w, outcome) = plan_apply(Some(&stored), pod('a', "x")).unwrap();
+        assert!(w.is_none());
+        assert_eq!(outcome, ApplyOutcome::Unchanged);
+        let (w, outcome) = plan_apply(Some(&stored), pod('a', "y")).unwrap();
+        let (obj, pre) = w.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Configured);
+        assert_eq!(pre, Precondition::Revision(7));
+        assert_eq!(obj.meta().uid, stored.meta().uid);
+    }
+
+    #[test]
+    fn pod_spec_changes_are_refused() {
+        let (w, _) = plan_apply(None, pod('a', "x")).unwrap();
+        let stored = w.unwrap().0;
+        let e = plan_apply(Some(&stored), pod('b', "x")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid);
+        assert!(e.message.contains("immutable"), "{e}");
+    }
+
+    #[test]
+    fn normalize_clears_client_set_status() {
+        let mut p = pod('a', "x");
+        if let Object::Pod(pp) = &mut p {
+            pp.status.phase = edge_api::PodPhase::Succeeded;
+            pp.metadata.uid = "forged".into();
+        }
+        let n = normalize(p).unwrap();
+        assert_eq!(
+            n.as_pod().unwrap().status.phase,
+            edge_api::PodPhase::Pending
+        );
+        assert!(n.meta().uid.is_empty());
+    }
+}

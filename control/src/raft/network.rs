@@ -1,0 +1,388 @@
+//! Raft RPC over QUIC: one bidirectional stream per call, one CBOR frame each way, on a
+//! connection per peer that is (re)established lazily and shared by every client openraft makes
+//! for that peer.
+
+use super::types::{Node, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
+use edge_api::wire::{read_frame, write_frame, WireError, MAX_FRAME_BYTES};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tracing::debug;
+
+/// Above this an AppendEntries batch is split (openraft retries with fewer entries), so one
+/// RPC does not hold the stream for long and stays far below the receiver's frame limit.
+const SOFT_FRAME_BYTES: usize = 8 << 20;
+
+/// One raft request, as sent on a fresh stream.
+#[derive(Serialize, Deserialize)]
+pub enum RaftRpc {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(SnapshotChunk),
+}
+
+/// openraft's `InstallSnapshotRequest` with its bytes as a CBOR byte string (a plain `Vec<u8>`
+/// would be encoded as an array, about twice the size).
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+impl From<InstallSnapshotRequest<TypeConfig>> for SnapshotChunk {
+    fn from(r: InstallSnapshotRequest<TypeConfig>) -> Self {
+        SnapshotChunk {
+            vote: r.vote,
+            meta: r.meta,
+            offset: r.offset,
+            data: r.data,
+            done: r.done,
+        }
+    }
+}
+
+impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
+    fn from(c: SnapshotChunk) -> Self {
+        InstallSnapshotRequest {
+            vote: c.vote,
+            meta: c.meta,
+            offset: c.offset,
+            data: c.data,
+            done: c.done,
+        }
+    }
+}
+
+/// The answer to a `RaftRpc`, carrying the remote raft's own error if it refused.
+#[derive(Serialize, Deserialize)]
+pub enum RaftRpcReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
+
+impl RaftRpcReply {
+    fn kind(&self) -> &'static str {
+        match self {
+            RaftRpcReply::AppendEntries(_) => "AppendEntries",
+            RaftRpcReply::Vote(_) => "Vote",
+            RaftRpcReply::InstallSnapshot(_) => "InstallSnapshot",
+        }
+    }
+}
+
+/// Why a call did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection: openraft should back off before trying this peer again.
+    #[error("raft peer {target} at {addr} is unreachable: {reason}")]
+    Unreachable {
+        target: NodeId,
+        addr: String,
+        reason: String,
+    },
+    /// The connection exists but this call failed: openraft may retry at once.
+    #[error("raft {rpc} RPC to peer {target} failed: {reason}")]
+    Call {
+        target: NodeId,
+        rpc: &'static str,
+        reason: String,
+    },
+}
+
+impl TransportError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, Node, E> {
+        match &self {
+            TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&self)),
+            TransportError::Call { .. } => RPCError::Network(NetworkError::new(&self)),
+        }
+    }
+}
+
+/// The connection slot for one peer, shared by all clients for that peer.
+type PeerSlot = Arc<tokio::sync::Mutex<Option<(String, quinn::Connection)>>>;
+
+/// openraft's network factory: dials peers at `BasicNode.addr` with the cluster's mTLS client
+/// configuration (ALPN `edge-raft/1`), presenting `edge_api::SERVER_NAME` as the server name.
+#[derive(Clone)]
+pub struct QuicNetwork {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    peers: Arc<Mutex<HashMap<NodeId, PeerSlot>>>,
+}
+
+impl QuicNetwork {
+    pub fn new(endpoint: quinn::Endpoint, client_config: quinn::ClientConfig) -> QuicNetwork {
+        QuicNetwork {
+            endpoint,
+            client_config,
+            peers: Arc::default(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = QuicPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> QuicPeer {
+        let slot = {
+            // Poisoning only means another task panicked mid-insert; the map is still usable.
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.entry(target).or_default().clone()
+        };
+        QuicPeer {
+            target,
+            addr: node.addr.clone(),
+            slot,
+            endpoint: self.endpoint.clone(),
+            client_config: self.client_config.clone(),
+        }
+    }
+}
+
+/// A client for one peer.
+pub struct QuicPeer {
+    target: NodeId,
+    addr: String,
+    slot: PeerSlot,
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+}
+
+impl QuicPeer {
+    fn unreachable(&self, reason: impl std::fmt::Display) -> TransportError {
+        TransportError::Unreachable {
+            target: self.target,
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The live connection to the peer, dialing if there is none, it died, or the peer moved.
+    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+        let mut slot = self.slot.lock().await;
+        if let Some((addr, conn)) = slot.as_ref() {
+            if *addr == self.addr && conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+        }
+        *slot = None;
+        let sock = tokio::net::lookup_host(self.addr.as_str())
+            .await
+            .map_err(|e| self.unreachable(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| self.unreachable("the address resolves to nothing"))?;
+        let conn = self
+            .endpoint
+            .connect_with(self.client_config.clone(), sock, edge_api::SERVER_NAME)
+            .map_err(|e| self.unreachable(e))?
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        *slot = Some((self.addr.clone(), conn.clone()));
+        Ok(conn)
+    }
+
+    /// Forgets `conn` if it is still the cached one, so the next call dials again.
+    async fn forget(&self, conn: &quinn::Connection) {
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|(_, c)| c.stable_id() == conn.stable_id())
+        {
+            *slot = None;
+        }
+    }
+
+    /// Sends one encoded request on a new stream and reads the reply.
+    async fn exchange(
+        &self,
+        rpc: &'static str,
+        body: &[u8],
+    ) -> Result<RaftRpcReply, TransportError> {
+        let conn = self.connection().await?;
+        let call_err = |reason: String| TransportError::Call {
+            target: self.target,
+            rpc,
+            reason,
+        };
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.forget(&conn).await;
+                return Err(self.unreachable(e));
+            }
+        };
+        let len = u32::try_from(body.len()).map_err(|_| call_err("request too large".into()))?;
+        // Same framing as `edge_api::wire::write_frame` (u32 big-endian length, CBOR body); the
+        // body is encoded by the caller because its size decides whether to split the batch.
+        let written = async {
+            send.write_all(&len.to_be_bytes()).await?;
+            send.write_all(body).await?;
+            send.finish()?;
+            Ok::<_, std::io::Error>(())
+        }
+        .await;
+        if let Err(e) = written {
+            if conn.close_reason().is_some() {
+                self.forget(&conn).await;
+                return Err(self.unreachable(e));
+            }
+            return Err(call_err(format!("sending: {e}")));
+        }
+        match read_frame::<_, RaftRpcReply>(&mut recv, MAX_FRAME_BYTES).await {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(call_err(
+                "the peer closed the stream without answering".into(),
+            )),
+            Err(e) => {
+                if conn.close_reason().is_some() {
+                    self.forget(&conn).await;
+                    return Err(self.unreachable(e));
+                }
+                Err(call_err(format!("reading the answer: {e}")))
+            }
+        }
+    }
+
+    fn encode(&self, rpc: &'static str, req: &RaftRpc) -> Result<Vec<u8>, TransportError> {
+        edge_api::codec::encode("raft rpc", req).map_err(|e| TransportError::Call {
+            target: self.target,
+            rpc,
+            reason: e.to_string(),
+        })
+    }
+
+    fn mismatch(&self, rpc: &'static str, reply: &RaftRpcReply) -> TransportError {
+        TransportError::Call {
+            target: self.target,
+            rpc,
+            reason: format!("the peer answered {}", reply.kind()),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for QuicPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let entries = rpc.entries.len() as u64;
+        let body = self
+            .encode("AppendEntries", &RaftRpc::AppendEntries(rpc))
+            .map_err(TransportError::into_rpc)?;
+        if body.len() > SOFT_FRAME_BYTES && entries > 1 {
+            // Ask openraft for a batch that should fit (at least one entry).
+            let hint =
+                (entries * SOFT_FRAME_BYTES as u64 / body.len() as u64).clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        match self
+            .exchange("AppendEntries", &body)
+            .await
+            .map_err(TransportError::into_rpc)?
+        {
+            RaftRpcReply::AppendEntries(Ok(r)) => Ok(r),
+            RaftRpcReply::AppendEntries(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.mismatch("AppendEntries", &other).into_rpc()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let body = self
+            .encode("InstallSnapshot", &RaftRpc::InstallSnapshot(rpc.into()))
+            .map_err(TransportError::into_rpc)?;
+        match self
+            .exchange("InstallSnapshot", &body)
+            .await
+            .map_err(TransportError::into_rpc)?
+        {
+            RaftRpcReply::InstallSnapshot(Ok(r)) => Ok(r),
+            RaftRpcReply::InstallSnapshot(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.mismatch("InstallSnapshot", &other).into_rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let body = self
+            .encode("Vote", &RaftRpc::Vote(rpc))
+            .map_err(TransportError::into_rpc)?;
+        match self
+            .exchange("Vote", &body)
+            .await
+            .map_err(TransportError::into_rpc)?
+        {
+            RaftRpcReply::Vote(Ok(r)) => Ok(r),
+            RaftRpcReply::Vote(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.mismatch("Vote", &other).into_rpc()),
+        }
+    }
+}
+
+/// Serves one raft RPC stream accepted on an `edge-raft/1` connection: reads one request,
+/// hands it to the local raft, writes the reply. Errors are logged: the caller just retries.
+pub async fn serve_raft_stream(
+    raft: &Raft,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    if let Err(e) = serve(raft, &mut send, &mut recv).await {
+        debug!(error = %e, "raft RPC stream failed");
+        // Tell the caller at once instead of letting it wait for its timeout.
+        let _ = send.reset(quinn::VarInt::from_u32(1));
+    }
+}
+
+async fn serve(
+    raft: &Raft,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<(), WireError> {
+    let Some(rpc) = read_frame::<_, RaftRpc>(recv, MAX_FRAME_BYTES).await? else {
+        return Ok(());
+    };
+    let reply = match rpc {
+        RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
+        RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
+        RaftRpc::InstallSnapshot(c) => {
+            RaftRpcReply::InstallSnapshot(raft.install_snapshot(c.into()).await)
+        }
+    };
+    write_frame(send, &reply).await?;
+    send.finish().map_err(|e| WireError::Io(e.into()))?;
+    Ok(())
+}

@@ -1,0 +1,655 @@
+//! The raft log and the state machine in ONE redb file: `raft.log` and `raft.meta` beside the
+//! `sm.*` tables, so applying an entry and recording it as applied is one atomic transaction.
+//!
+//! Everything read back from disk is untrusted: a malformed record becomes a `StorageError`
+//! (which stops the raft node) and never a panic.
+
+use super::types::{
+    Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+use crate::store::{self, CommandResult, WatchHub};
+use edge_api::codec::{self, CodecError};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogState, RaftLogReader, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Log entries by index, each the CBOR of an `openraft::Entry`.
+pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
+/// Raft bookkeeping (vote, committed, purge point, applied state, current snapshot), CBOR values.
+pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged_log_id";
+const LAST_APPLIED: &str = "last_applied";
+const LAST_MEMBERSHIP: &str = "last_membership";
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
+
+/// Failure opening the store file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the raft store {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("cannot prepare the raft store {path}: {source}")]
+    Prepare { path: PathBuf, source: Failure },
+}
+
+/// What went wrong inside a storage operation, before it is wrapped in openraft's
+/// `StorageError` (which adds what was being read or written).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("redb: {0}")]
+    Redb(#[from] redb::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("state machine: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("corrupt raft store: {0}")]
+    Corrupt(String),
+    #[error("storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+macro_rules! redb_failure {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self { Failure::Redb(e.into()) }
+        }
+    )*};
+}
+redb_failure!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Wraps a failure with the openraft subject/verb it happened on.
+fn sto(subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> impl FnOnce(Failure) -> StorageError {
+    move |e| StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+/// Runs a redb write (which fsyncs) off the async worker threads: with two cores, a blocked
+/// worker would stall QUIC and raft timers.
+async fn blocking<T, F>(f: F) -> Result<T, Failure>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn get_meta<T, M>(meta: &M, key: &'static str) -> Result<Option<T>, Failure>
+where
+    T: DeserializeOwned,
+    M: ReadableTable<&'static str, &'static [u8]>,
+{
+    match meta.get(key)? {
+        Some(v) => Ok(Some(codec::decode(key, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_meta<T: Serialize>(
+    meta: &mut redb::Table<&str, &[u8]>,
+    key: &'static str,
+    value: &T,
+) -> Result<(), Failure> {
+    let bytes = codec::encode(key, value)?;
+    meta.insert(key, bytes.as_slice())?;
+    Ok(())
+}
+
+/// Decodes a stored log entry and checks it sits at its own index (a misplaced entry would
+/// silently corrupt replication).
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, Failure> {
+    let entry: Entry = codec::decode("raft log entry", bytes)?;
+    if entry.log_id.index != index {
+        return Err(Failure::Corrupt(format!(
+            "log entry stored at index {index} claims index {}",
+            entry.log_id.index
+        )));
+    }
+    Ok(entry)
+}
+
+/// The redb database shared by the log store and the state machine, plus the watch hub fed by
+/// applies. Cheap to clone.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    hub: Arc<WatchHub>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file and makes sure every table exists.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        let db = Database::create(path).map_err(|source| OpenError::Database {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let revision = prepare(&db).map_err(|source| OpenError::Prepare {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(RedbStore {
+            db: Arc::new(db),
+            hub: WatchHub::new(revision),
+        })
+    }
+
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    pub fn watch_hub(&self) -> Arc<WatchHub> {
+        self.hub.clone()
+    }
+
+    /// A log store handle for openraft.
+    pub fn log_store(&self) -> RedbLogStore {
+        self.raft_handles(&Arc::new(())).0
+    }
+
+    /// A state machine handle for openraft.
+    pub fn state_machine(&self) -> RedbStateMachine {
+        self.raft_handles(&Arc::new(())).1
+    }
+
+    /// Both handles, each (and every clone openraft makes of them, e.g. per replication task)
+    /// holding `lease`: once its count is back to one, openraft has let go of the file.
+    pub(crate) fn raft_handles(&self, lease: &Arc<()>) -> (RedbLogStore, RedbStateMachine) {
+        (
+            RedbLogStore {
+                db: self.db.clone(),
+                _lease: lease.clone(),
+            },
+            RedbStateMachine {
+                db: self.db.clone(),
+                hub: self.hub.clone(),
+                _lease: lease.clone(),
+            },
+        )
+    }
+}
+
+/// Creates all tables so later reads need not treat "missing table" as "empty", and returns
+/// the state machine's current revision for the watch hub.
+fn prepare(db: &Database) -> Result<u64, Failure> {
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(LOG)?;
+        txn.open_table(RAFT_META)?;
+        for def in store::SM_TABLES {
+            txn.open_table(def)?;
+        }
+    }
+    txn.commit()?;
+    let txn = db.begin_read()?;
+    Ok(store::revision(&txn.open_table(store::META)?)?)
+}
+
+/// Begins a write transaction that is on disk when `commit` returns: what raft acknowledges
+/// must survive kill -9.
+fn durable_write(db: &Database) -> Result<redb::WriteTransaction, Failure> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    Ok(txn)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log store
+
+/// openraft's log store: entries, vote, committed and purge point.
+#[derive(Clone)]
+pub struct RedbLogStore {
+    db: Arc<Database>,
+    _lease: Arc<()>,
+}
+
+impl RedbLogStore {
+    fn read_entries(&self, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry>, Failure> {
+        // redb, like BTreeMap, rejects inverted ranges; an empty answer is what raft expects.
+        let empty = match (start, end) {
+            (Bound::Included(s), Bound::Excluded(e)) => s >= e,
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Excluded(s), Bound::Excluded(e)) => s.saturating_add(1) >= e,
+            (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+            _ => false,
+        };
+        if empty {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let mut out = Vec::new();
+        for item in log.range::<u64>((start, end))? {
+            let (k, v) = item?;
+            out.push(decode_entry(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, Failure> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(RAFT_META)?;
+        let last_purged: Option<LogId> = get_meta(&meta, LAST_PURGED)?;
+        let log = txn.open_table(LOG)?;
+        let last = match log.last()? {
+            Some((k, v)) => Some(decode_entry(k.value(), v.value())?.log_id),
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
+    }
+
+    fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, Failure> {
+        let txn = self.db.begin_read()?;
+        get_meta(&txn.open_table(RAFT_META)?, key)
+    }
+
+    async fn write_meta<T: Serialize + Send + 'static>(
+        &self,
+        key: &'static str,
+        value: T,
+        durability: Durability,
+    ) -> Result<(), Failure> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability);
+            put_meta(&mut txn.open_table(RAFT_META)?, key, &value)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RedbLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(range.start_bound().cloned(), range.end_bound().cloned())
+            .map_err(sto(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RedbLogStore {
+    type LogReader = RedbLogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.log_state()
+            .map_err(sto(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.write_meta(VOTE, *vote, Durability::Immediate)
+            .await
+            .map_err(sto(ErrorSubject::Vote, ErrorVerb::Write))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_meta(VOTE)
+            .map_err(sto(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not fsynced on its own: it only lets a restart re-apply sooner, and the next durable
+        // log write (redb commits are ordered) persists it anyway.
+        self.write_meta(COMMITTED, committed, Durability::None)
+            .await
+            .map_err(sto(ErrorSubject::Store, ErrorVerb::Write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.read_meta::<Option<LogId>>(COMMITTED)
+            .map(Option::flatten)
+            .map_err(sto(ErrorSubject::Store, ErrorVerb::Read))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let res = blocking(move || {
+            let txn = durable_write(&db)?;
+            {
+                let mut log = txn.open_table(LOG)?;
+                for entry in &entries {
+                    let bytes = codec::encode("raft log entry", entry)?;
+                    log.insert(entry.log_id.index, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await;
+        // Only now is the batch on disk, so only now may raft count it as flushed.
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(sto(ErrorSubject::Logs, ErrorVerb::Write)(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = durable_write(&db)?;
+            txn.open_table(LOG)?
+                .retain_in(log_id.index.., |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = durable_write(&db)?;
+            // The purge point and the deletion commit together, so the log never has a gap
+            // that the purge point does not explain.
+            put_meta(&mut txn.open_table(RAFT_META)?, LAST_PURGED, &log_id)?;
+            txn.open_table(LOG)?
+                .retain_in(..=log_id.index, |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+
+/// openraft's state machine: the `sm.*` tables, applied state, and the current snapshot.
+#[derive(Clone)]
+pub struct RedbStateMachine {
+    db: Arc<Database>,
+    hub: Arc<WatchHub>,
+    _lease: Arc<()>,
+}
+
+/// The snapshot format: every state-machine table plus the applied state it reflects.
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    tables: Vec<SnapshotTable>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotTable {
+    name: String,
+    rows: Vec<(String, serde_bytes::ByteBuf)>,
+}
+
+impl RedbStateMachine {
+    fn applied(&self) -> Result<(Option<LogId>, StoredMembership), Failure> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(RAFT_META)?;
+        Ok((
+            get_meta(&meta, LAST_APPLIED)?,
+            get_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
+        ))
+    }
+
+    fn current_snapshot(&self) -> Result<Option<Snapshot>, Failure> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(RAFT_META)?;
+        let Some(snap_meta) = get_meta::<SnapshotMeta, _>(&meta, SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let data = meta
+            .get(SNAPSHOT_DATA)?
+            .ok_or_else(|| Failure::Corrupt("snapshot metadata without snapshot data".into()))?
+            .value()
+            .to_vec();
+        Ok(Some(Snapshot {
+            meta: snap_meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+
+    /// Copies the state machine as of one read transaction (redb's MVCC gives a consistent
+    /// view while applies continue) and records it as the current snapshot.
+    fn build(db: &Database) -> Result<Snapshot, Failure> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(RAFT_META)?;
+        let last_applied: Option<LogId> = get_meta(&meta, LAST_APPLIED)?;
+        let membership: StoredMembership = get_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default();
+        let mut tables = Vec::new();
+        for def in store::SM_TABLES {
+            let table = txn.open_table(def)?;
+            let mut rows = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                rows.push((k.value().to_string(), serde_bytes::ByteBuf::from(v.value())));
+            }
+            tables.push(SnapshotTable {
+                name: redb::TableHandle::name(&def).to_string(),
+                rows,
+            });
+        }
+        drop(txn);
+        let data = codec::encode(
+            "snapshot",
+            &SnapshotPayload {
+                last_applied,
+                membership: membership.clone(),
+                tables,
+            },
+        )?;
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, uuid::Uuid::new_v4()),
+            None => format!("0-0-{}", uuid::Uuid::new_v4()),
+        };
+        let snap_meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+
+        let wtxn = durable_write(db)?;
+        {
+            let mut meta = wtxn.open_table(RAFT_META)?;
+            // A snapshot installed from the leader meanwhile may be newer: never go back.
+            let existing: Option<SnapshotMeta> = get_meta(&meta, SNAPSHOT_META)?;
+            if existing.is_none_or(|m| m.last_log_id <= snap_meta.last_log_id) {
+                put_meta(&mut meta, SNAPSHOT_META, &snap_meta)?;
+                meta.insert(SNAPSHOT_DATA, data.as_slice())?;
+            }
+        }
+        wtxn.commit()?;
+        Ok(Snapshot {
+            meta: snap_meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+
+    /// Replaces every state-machine table with the snapshot's, in one transaction; returns the
+    /// new revision.
+    fn install(db: &Database, meta: SnapshotMeta, data: Vec<u8>) -> Result<u64, Failure> {
+        let payload: SnapshotPayload = codec::decode("snapshot", &data)?;
+        if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
+            return Err(Failure::Corrupt(format!(
+                "snapshot {} carries applied state {:?} that does not match its metadata",
+                meta.snapshot_id, payload.last_applied
+            )));
+        }
+        // Check every table name before touching anything: a snapshot from a newer version
+        // with a table we do not know must not half-replace the state.
+        let mut defs = Vec::new();
+        for table in &payload.tables {
+            let def = store::SM_TABLES
+                .into_iter()
+                .find(|d| redb::TableHandle::name(d) == table.name)
+                .ok_or_else(|| {
+                    Failure::Corrupt(format!("snapshot has unknown table {:?}", table.name))
+                })?;
+            defs.push(def);
+        }
+        let txn = durable_write(db)?;
+        for def in store::SM_TABLES {
+            txn.delete_table(def)?;
+            txn.open_table(def)?;
+        }
+        for (def, table) in defs.into_iter().zip(&payload.tables) {
+            let mut t = txn.open_table(def)?;
+            for (k, v) in &table.rows {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+        let revision = store::revision(&txn.open_table(store::META)?)?;
+        {
+            let mut raft_meta = txn.open_table(RAFT_META)?;
+            put_meta(&mut raft_meta, LAST_APPLIED, &meta.last_log_id)?;
+            put_meta(&mut raft_meta, LAST_MEMBERSHIP, &meta.last_membership)?;
+            put_meta(&mut raft_meta, SNAPSHOT_META, &meta)?;
+            raft_meta.insert(SNAPSHOT_DATA, data.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(revision)
+    }
+}
+
+/// Applies a batch in one transaction together with its bookkeeping; returns the results in
+/// entry order and the watch events to publish once committed.
+fn apply_batch(
+    db: &Database,
+    entries: Vec<Entry>,
+) -> Result<(Vec<CommandResult>, Vec<edge_api::wire::WatchEvent>), Failure> {
+    let txn = durable_write(db)?;
+    let mut membership: Option<StoredMembership> = None;
+    let mut last_applied = None;
+    let mut results = Vec::with_capacity(entries.len());
+    let mut events = Vec::new();
+    for entry in entries {
+        last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => results.push(CommandResult::Nothing),
+            EntryPayload::Normal(cmd) => {
+                let (result, evs) = store::apply(&txn, entry.log_id.index, &cmd)?;
+                results.push(result);
+                events.extend(evs);
+            }
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                results.push(CommandResult::Nothing);
+            }
+        }
+    }
+    {
+        let mut meta = txn.open_table(RAFT_META)?;
+        if last_applied.is_some() {
+            put_meta(&mut meta, LAST_APPLIED, &last_applied)?;
+        }
+        if let Some(m) = &membership {
+            put_meta(&mut meta, LAST_MEMBERSHIP, m)?;
+        }
+    }
+    txn.commit()?;
+    Ok((results, events))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for RedbStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let db = self.db.clone();
+        blocking(move || RedbStateMachine::build(&db))
+            .await
+            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for RedbStateMachine {
+    type SnapshotBuilder = RedbStateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.applied()
+            .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Read))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let (results, events) = blocking(move || apply_batch(&db, entries))
+            .await
+            .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        // Watchers only ever see committed changes.
+        self.hub.publish(events);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let owned_meta = meta.clone();
+        let data = snapshot.into_inner();
+        let revision = blocking(move || RedbStateMachine::install(&db, owned_meta, data))
+            .await
+            .map_err(sto(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            ))?;
+        // The whole state was replaced: history no longer describes it, watchers must relist.
+        self.hub.reset(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        self.current_snapshot()
+            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+    }
+}

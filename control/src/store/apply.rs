@@ -1,0 +1,392 @@
+//! Deterministic application of raft commands to the state-machine tables.
+//!
+//! The API server does the rich work (defaults, validation, merging) before proposing; apply
+//! only checks preconditions (compare-and-swap on resourceVersion) and writes, so replaying
+//! the log on any server yields the same tables.
+
+use super::{decode_u64, StoreError, BLOBS, META, OBJECTS, REVISION_KEY};
+use edge_api::object::{Object, ObjectKey};
+use edge_api::wire::{ApiError, ErrorCode, EventType, WatchEvent};
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Precondition {
+    /// Write whatever is there.
+    None,
+    /// The object must not exist (create).
+    Absent,
+    /// The stored object must be at exactly this resourceVersion (update).
+    Revision(u64),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Command {
+    Put {
+        object: Object,
+        precondition: Precondition,
+    },
+    Delete {
+        key: ObjectKey,
+        precondition: Precondition,
+    },
+    /// Binds a pending pod to a node. Rejected if the pod or the node changed, or another pod
+    /// was bound to that node, after the scheduler's snapshot: the placement would be stale.
+    Bind {
+        key: ObjectKey,
+        node: String,
+        snapshot_revision: u64,
+    },
+    PutBlob {
+        digest: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub enum CommandResult {
+    Stored(Object),
+    Deleted(Object),
+    BlobStored,
+    Rejected(ApiError),
+    /// Membership changes and blank entries.
+    #[default]
+    Nothing,
+}
+
+fn bind_key(node: &str) -> String {
+    format!("last-bind/{node}")
+}
+
+/// Applies one command at raft log index `index`, which becomes the resourceVersion of
+/// whatever it writes. Returns the result for the proposer and the events for watchers.
+pub fn apply(
+    txn: &WriteTransaction,
+    index: u64,
+    command: &Command,
+) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
+    let mut objects = txn.open_table(OBJECTS)?;
+    let mut meta = txn.open_table(META)?;
+    let current = |objects: &redb::Table<&str, &[u8]>,
+                   key: &ObjectKey|
+     -> Result<Option<Object>, StoreError> {
+        match objects.get(key.storage_key().as_str())? {
+            Some(v) => Ok(Some(edge_api::codec::decode("stored object", v.value())?)),
+            None => Ok(None),
+        }
+    };
+    let write = |objects: &mut redb::Table<&str, &[u8]>,
+                 meta: &mut redb::Table<&str, &[u8]>,
+                 mut obj: Object,
+                 event: EventType| {
+        obj.meta_mut().resource_version = index;
+        let bytes = edge_api::codec::encode("object", &obj)?;
+        objects.insert(obj.key().storage_key().as_str(), bytes.as_slice())?;
+        meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
+        Ok::<_, StoreError>((obj, event))
+    };
+    match command {
+        Command::Put {
+            object,
+            precondition,
+        } => {
+            let key = object.key();
+            let existing = current(&objects, &key)?;
+            if let Some(reject) = check(&key, existing.as_ref(), precondition) {
+                return Ok((CommandResult::Rejected(reject), vec![]));
+            }
+            let event = if existing.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            };
+            let (obj, ev) = write(&mut objects, &mut meta, object.clone(), event)?;
+            Ok((
+                CommandResult::Stored(obj.clone()),
+                vec![event_of(ev, obj, index)],
+            ))
+        }
+        Command::Delete { key, precondition } => {
+            let existing = current(&objects, key)?;
+            if let Some(reject) = check(key, existing.as_ref(), precondition) {
+                return Ok((CommandResult::Rejected(reject), vec![]));
+            }
+            let Some(mut obj) = existing else {
+                return Ok((CommandResult::Rejected(ApiError::not_found(key)), vec![]));
+            };
+            objects.remove(key.storage_key().as_str())?;
+            meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
+            obj.meta_mut().resource_version = index;
+            Ok((
+                CommandResult::Deleted(obj.clone()),
+                vec![event_of(EventType::Deleted, obj, index)],
+            ))
+        }
+        Command::Bind {
+            key,
+            node,
+            snapshot_revision,
+        } => {
+            let reject = |msg: String| {
+                Ok((
+                    CommandResult::Rejected(ApiError::new(ErrorCode::Conflict, msg)),
+                    vec![],
+                ))
+            };
+            let Some(Object::Pod(mut pod)) = current(&objects, key)? else {
+                return reject(format!("{key} no longer exists"));
+            };
+            if pod.spec.node_name.is_some() || pod.metadata.resource_version > *snapshot_revision {
+                return reject(format!("{key} changed after the scheduling snapshot"));
+            }
+            let node_key = ObjectKey::new(edge_api::Kind::Node, "", node);
+            match current(&objects, &node_key)? {
+                Some(n) if n.meta().resource_version <= *snapshot_revision => {}
+                Some(_) => {
+                    return reject(format!(
+                        "node {node:?} changed after the scheduling snapshot"
+                    ))
+                }
+                None => return reject(format!("node {node:?} no longer exists")),
+            }
+            let last_bind = meta
+                .get(bind_key(node).as_str())?
+                .map(|v| decode_u64(v.value()))
+                .unwrap_or(0);
+            if last_bind > *snapshot_revision {
+                return reject(format!(
+                    "another pod was placed on {node:?} after the scheduling snapshot"
+                ));
+            }
+            pod.spec.node_name = Some(node.clone());
+            let (obj, ev) = write(
+                &mut objects,
+                &mut meta,
+                Object::Pod(pod),
+                EventType::Modified,
+            )?;
+            meta.insert(bind_key(node).as_str(), index.to_be_bytes().as_slice())?;
+            Ok((
+                CommandResult::Stored(obj.clone()),
+                vec![event_of(ev, obj, index)],
+            ))
+        }
+        Command::PutBlob { digest, data } => {
+            let mut blobs = txn.open_table(BLOBS)?;
+            if blobs.get(digest.as_str())?.is_none() {
+                blobs.insert(digest.as_str(), data.as_slice())?;
+            }
+            Ok((CommandResult::BlobStored, vec![]))
+        }
+    }
+}
+
+fn event_of(event_type: EventType, object: Object, index: u64) -> WatchEvent {
+    WatchEvent {
+        event_type,
+        object,
+        resource_version: index,
+    }
+}
+
+fn check(key: &ObjectKey, existing: Option<&Object>, pre: &Precondition) -> Option<ApiError> {
+    match (pre, existing) {
+        (Precondition::None, _) => None,
+        (Precondition::Absent, None) => None,
+        (Precondition::Absent, Some(_)) => Some(ApiError::new(ErrorCode::AlreadyExists, format!("{key} already exists"))),
+        (Precondition::Revision(_), None) => Some(ApiError::not_found(key)),
+        (Precondition::Revision(rv), Some(o)) if o.meta().resource_version == *rv => None,
+        (Precondition::Revision(rv), Some(o)) => Some(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "{key} was modified (resourceVersion {} is not the expected {rv}); read it again and retry",
+                o.meta().resource_version
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{read_blob, read_snapshot};
+    use edge_api::object::Kind;
+
+    /// A fresh store file; the TempDir is returned so it outlives the database.
+    fn db() -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("sm.redb")).unwrap();
+        (dir, db)
+    }
+
+    /// Applies one command at `index` in its own committed transaction, as raft would.
+    fn run(db: &redb::Database, index: u64, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
+        let txn = db.begin_write().unwrap();
+        let out = apply(&txn, index, &cmd).unwrap();
+        txn.commit().unwrap();
+        out
+    }
+
+    fn namespace(name: &str, label: &str) -> Object {
+        let mut ns = edge_api::Namespace::default();
+        ns.metadata.name = name.into();
+        ns.metadata.labels.insert("l".into(), label.into());
+        Object::Namespace(ns)
+    }
+
+    fn node(name: &str) -> Object {
+        let mut n = edge_api::Node::default();
+        n.metadata.name = name.into();
+        Object::Node(n)
+    }
+
+    fn pod(name: &str) -> Object {
+        let mut p = edge_api::Pod::default();
+        p.metadata.name = name.into();
+        p.metadata.namespace = "default".into();
+        Object::Pod(p)
+    }
+
+    fn put(object: Object, precondition: Precondition) -> Command {
+        Command::Put { object, precondition }
+    }
+
+    fn bind(pod: &str, node: &str, snapshot_revision: u64) -> Command {
+        Command::Bind {
+            key: ObjectKey::new(Kind::Pod, "default", pod),
+            node: node.into(),
+            snapshot_revision,
+        }
+    }
+
+    fn get(db: &redb::Database, obj: &Object) -> Option<Object> {
+        read_snapshot(db).unwrap().get(&obj.key()).unwrap()
+    }
+
+    fn rejected_code(r: &CommandResult) -> Option<ErrorCode> {
+        match r {
+            CommandResult::Rejected(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn put_sets_resource_version_to_the_log_index_and_emits_added_then_modified() {
+        let (_d, db) = db();
+        let (r, ev) = run(&db, 5, put(namespace("a", "1"), Precondition::Absent));
+        let CommandResult::Stored(stored) = r else { panic!("{r:?}") };
+        assert_eq!(stored.meta().resource_version, 5);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].event_type, ev[0].resource_version), (EventType::Added, 5));
+        assert_eq!(read_snapshot(&db).unwrap().revision, 5);
+        assert_eq!(get(&db, &stored), Some(stored.clone()));
+
+        let (r, ev) = run(&db, 7, put(namespace("a", "2"), Precondition::Revision(5)));
+        assert!(matches!(r, CommandResult::Stored(ref o) if o.meta().resource_version == 7));
+        assert_eq!(ev[0].event_type, EventType::Modified);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 7);
+    }
+
+    #[test]
+    fn create_of_existing_is_rejected_and_changes_nothing() {
+        let (_d, db) = db();
+        run(&db, 1, put(namespace("a", "1"), Precondition::Absent));
+        let before = get(&db, &namespace("a", "1"));
+        let (r, ev) = run(&db, 2, put(namespace("a", "2"), Precondition::Absent));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::AlreadyExists));
+        assert!(ev.is_empty());
+        assert_eq!(get(&db, &namespace("a", "1")), before);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 1);
+    }
+
+    #[test]
+    fn update_at_a_stale_revision_conflicts() {
+        let (_d, db) = db();
+        run(&db, 1, put(namespace("a", "1"), Precondition::Absent));
+        run(&db, 2, put(namespace("a", "2"), Precondition::Revision(1)));
+        let (r, ev) = run(&db, 3, put(namespace("a", "3"), Precondition::Revision(1)));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+        assert!(ev.is_empty());
+        let (r, _) = run(&db, 4, put(namespace("b", "1"), Precondition::Revision(1)));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::NotFound));
+    }
+
+    #[test]
+    fn delete_emits_deleted_and_missing_is_not_found() {
+        let (_d, db) = db();
+        let key = namespace("a", "1").key();
+        let (r, _) = run(&db, 1, Command::Delete { key: key.clone(), precondition: Precondition::None });
+        assert_eq!(rejected_code(&r), Some(ErrorCode::NotFound));
+        run(&db, 2, put(namespace("a", "1"), Precondition::Absent));
+        let (r, ev) = run(&db, 3, Command::Delete { key: key.clone(), precondition: Precondition::None });
+        assert!(matches!(r, CommandResult::Deleted(ref o) if o.meta().resource_version == 3));
+        assert_eq!((ev[0].event_type, ev[0].resource_version), (EventType::Deleted, 3));
+        assert_eq!(get(&db, &namespace("a", "1")), None);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 3);
+    }
+
+    #[test]
+    fn bind_sets_node_name_when_nothing_changed_since_the_snapshot() {
+        let (_d, db) = db();
+        run(&db, 1, put(node("n1"), Precondition::Absent));
+        run(&db, 2, put(pod("p"), Precondition::Absent));
+        let (r, ev) = run(&db, 3, bind("p", "n1", 2));
+        let CommandResult::Stored(Object::Pod(p)) = r else { panic!("{r:?}") };
+        assert_eq!(p.spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(p.metadata.resource_version, 3);
+        assert_eq!(ev[0].event_type, EventType::Modified);
+        assert_eq!(get(&db, &pod("p")), Some(Object::Pod(p)));
+    }
+
+    #[test]
+    fn bind_is_rejected_when_its_snapshot_is_stale() {
+        let (_d, db) = db();
+        run(&db, 1, put(node("n1"), Precondition::Absent));
+        run(&db, 2, put(pod("p"), Precondition::Absent));
+        run(&db, 3, put(pod("q"), Precondition::Absent));
+
+        // The pod changed after the scheduler's snapshot (taken at 2).
+        run(&db, 4, put(pod("p"), Precondition::Revision(2)));
+        let (r, ev) = run(&db, 5, bind("p", "n1", 2));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+        assert!(ev.is_empty());
+
+        // Another pod was bound to the node after the snapshot (taken at 3).
+        run(&db, 6, bind("q", "n1", 3));
+        run(&db, 7, put(pod("r"), Precondition::Absent));
+        let (r, _) = run(&db, 8, bind("r", "n1", 7 - 2));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+        // ...while a placement made after that bind is fine.
+        let (r, _) = run(&db, 9, bind("r", "n1", 7));
+        assert!(matches!(r, CommandResult::Stored(_)), "{r:?}");
+
+        // A pod that is already bound cannot be bound again.
+        let (r, _) = run(&db, 10, bind("r", "n1", 9));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+
+        // The node does not exist.
+        run(&db, 11, put(pod("s"), Precondition::Absent));
+        let (r, _) = run(&db, 12, bind("s", "ghost", 11));
+        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+        assert_eq!(get(&db, &pod("s")).and_then(|o| match o {
+            Object::Pod(p) => p.spec.node_name,
+            _ => None,
+        }), None);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 11);
+    }
+
+    #[test]
+    fn put_blob_is_idempotent() {
+        let (_d, db) = db();
+        let blob = |data: &[u8]| Command::PutBlob { digest: "sha256:x".into(), data: data.to_vec() };
+        let (r, ev) = run(&db, 1, blob(b"first"));
+        assert_eq!(r, CommandResult::BlobStored);
+        assert!(ev.is_empty());
+        let (r, _) = run(&db, 2, blob(b"second"));
+        assert_eq!(r, CommandResult::BlobStored);
+        assert_eq!(read_blob(&db, "sha256:x").unwrap().as_deref(), Some(&b"first"[..]));
+        // Blobs are not objects: the object revision does not move.
+        assert_eq!(read_snapshot(&db).unwrap().revision, 0);
+    }
+}
