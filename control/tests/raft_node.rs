@@ -315,12 +315,20 @@ async fn new_member_catches_up_from_a_snapshot_over_quic() {
         .add_learner(2, BasicNode::new(m2.node.addr.clone()), true)
         .await
         .unwrap();
-    eventually("the learner installs the snapshot", Duration::from_secs(5), || {
-        ["alpha", "beta", "gamma"].iter().all(|n| read(&m2.node, n).is_some())
-    })
+    eventually(
+        "the learner installs the snapshot",
+        Duration::from_secs(5),
+        || {
+            ["alpha", "beta", "gamma"]
+                .iter()
+                .all(|n| read(&m2.node, n).is_some())
+        },
+    )
     .await;
     assert_eq!(
-        store::read_snapshot(&m2.node.store.database()).unwrap().revision,
+        store::read_snapshot(&m2.node.store.database())
+            .unwrap()
+            .revision,
         last
     );
     // History was reset to the snapshot's revision: older resumes must relist.

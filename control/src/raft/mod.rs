@@ -109,7 +109,7 @@ impl RaftNode {
         let (log_store, state_machine) = store.raft_handles(&lease);
         let raft = Raft::new(node_id, config, network, log_store, state_machine)
             .await
-        .map_err(|source| RaftStartError::Raft { node_id, source })?;
+            .map_err(|source| RaftStartError::Raft { node_id, source })?;
         Ok(RaftNode {
             raft,
             store,
@@ -204,7 +204,10 @@ impl RaftNode {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while Arc::strong_count(&self.lease) > 1 {
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(node = self.node_id, "raft tasks still hold the store after shutdown");
+                tracing::warn!(
+                    node = self.node_id,
+                    "raft tasks still hold the store after shutdown"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -249,7 +249,10 @@ mod tests {
     }
 
     fn put(object: Object, precondition: Precondition) -> Command {
-        Command::Put { object, precondition }
+        Command::Put {
+            object,
+            precondition,
+        }
     }
 
     fn bind(pod: &str, node: &str, snapshot_revision: u64) -> Command {
@@ -275,10 +278,15 @@ mod tests {
     fn put_sets_resource_version_to_the_log_index_and_emits_added_then_modified() {
         let (_d, db) = db();
         let (r, ev) = run(&db, 5, put(namespace("a", "1"), Precondition::Absent));
-        let CommandResult::Stored(stored) = r else { panic!("{r:?}") };
+        let CommandResult::Stored(stored) = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(stored.meta().resource_version, 5);
         assert_eq!(ev.len(), 1);
-        assert_eq!((ev[0].event_type, ev[0].resource_version), (EventType::Added, 5));
+        assert_eq!(
+            (ev[0].event_type, ev[0].resource_version),
+            (EventType::Added, 5)
+        );
         assert_eq!(read_snapshot(&db).unwrap().revision, 5);
         assert_eq!(get(&db, &stored), Some(stored.clone()));
 
@@ -316,12 +324,29 @@ mod tests {
     fn delete_emits_deleted_and_missing_is_not_found() {
         let (_d, db) = db();
         let key = namespace("a", "1").key();
-        let (r, _) = run(&db, 1, Command::Delete { key: key.clone(), precondition: Precondition::None });
+        let (r, _) = run(
+            &db,
+            1,
+            Command::Delete {
+                key: key.clone(),
+                precondition: Precondition::None,
+            },
+        );
         assert_eq!(rejected_code(&r), Some(ErrorCode::NotFound));
         run(&db, 2, put(namespace("a", "1"), Precondition::Absent));
-        let (r, ev) = run(&db, 3, Command::Delete { key: key.clone(), precondition: Precondition::None });
+        let (r, ev) = run(
+            &db,
+            3,
+            Command::Delete {
+                key: key.clone(),
+                precondition: Precondition::None,
+            },
+        );
         assert!(matches!(r, CommandResult::Deleted(ref o) if o.meta().resource_version == 3));
-        assert_eq!((ev[0].event_type, ev[0].resource_version), (EventType::Deleted, 3));
+        assert_eq!(
+            (ev[0].event_type, ev[0].resource_version),
+            (EventType::Deleted, 3)
+        );
         assert_eq!(get(&db, &namespace("a", "1")), None);
         assert_eq!(read_snapshot(&db).unwrap().revision, 3);
     }
@@ -332,11 +357,24 @@ mod tests {
         run(&db, 1, put(node("n1"), Precondition::Absent));
         run(&db, 2, put(pod("p"), Precondition::Absent));
         let (r, ev) = run(&db, 3, bind("p", "n1", 2));
-        let CommandResult::Stored(Object::Pod(p)) = r else { panic!("{r:?}") };
+        let CommandResult::Stored(Object::Pod(p)) = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(p.spec.node_name.as_deref(), Some("n1"));
         assert_eq!(p.metadata.resource_version, 3);
         assert_eq!(ev[0].event_type, EventType::Modified);
         assert_eq!(get(&db, &pod("p")), Some(Object::Pod(p)));
+    }
+
+    /// The rejection's message, to tell apart why a bind was refused.
+    fn rejection(r: &CommandResult) -> String {
+        match r {
+            CommandResult::Rejected(e) => {
+                assert_eq!(e.code, ErrorCode::Conflict);
+                e.message.clone()
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
     }
 
     #[test]
@@ -345,47 +383,52 @@ mod tests {
         run(&db, 1, put(node("n1"), Precondition::Absent));
         run(&db, 2, put(pod("p"), Precondition::Absent));
         run(&db, 3, put(pod("q"), Precondition::Absent));
+        run(&db, 4, put(pod("r"), Precondition::Absent));
 
-        // The pod changed after the scheduler's snapshot (taken at 2).
-        run(&db, 4, put(pod("p"), Precondition::Revision(2)));
-        let (r, ev) = run(&db, 5, bind("p", "n1", 2));
-        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
+        // The pod changed after the scheduler's snapshot (taken at 4).
+        run(&db, 5, put(pod("p"), Precondition::Revision(2)));
+        let (r, ev) = run(&db, 6, bind("p", "n1", 4));
+        assert!(rejection(&r).contains("changed after"), "{r:?}");
         assert!(ev.is_empty());
 
-        // Another pod was bound to the node after the snapshot (taken at 3).
-        run(&db, 6, bind("q", "n1", 3));
-        run(&db, 7, put(pod("r"), Precondition::Absent));
-        let (r, _) = run(&db, 8, bind("r", "n1", 7 - 2));
-        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
-        // ...while a placement made after that bind is fine.
+        // Another pod was bound to the node after the snapshot (taken at 4, bind at 7).
+        assert!(matches!(
+            run(&db, 7, bind("q", "n1", 4)).0,
+            CommandResult::Stored(_)
+        ));
+        let (r, _) = run(&db, 8, bind("r", "n1", 4));
+        assert!(rejection(&r).contains("another pod"), "{r:?}");
+        // A placement decided after that bind is fine.
         let (r, _) = run(&db, 9, bind("r", "n1", 7));
         assert!(matches!(r, CommandResult::Stored(_)), "{r:?}");
 
-        // A pod that is already bound cannot be bound again.
-        let (r, _) = run(&db, 10, bind("r", "n1", 9));
-        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
-
         // The node does not exist.
-        run(&db, 11, put(pod("s"), Precondition::Absent));
-        let (r, _) = run(&db, 12, bind("s", "ghost", 11));
-        assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
-        assert_eq!(get(&db, &pod("s")).and_then(|o| match o {
-            Object::Pod(p) => p.spec.node_name,
-            _ => None,
-        }), None);
-        assert_eq!(read_snapshot(&db).unwrap().revision, 11);
+        run(&db, 10, put(pod("s"), Precondition::Absent));
+        let (r, _) = run(&db, 11, bind("s", "ghost", 10));
+        assert!(rejection(&r).contains("no longer exists"), "{r:?}");
+        let unbound =
+            |o: Option<Object>| matches!(o, Some(Object::Pod(p)) if p.spec.node_name.is_none());
+        assert!(unbound(get(&db, &pod("s"))));
+        assert!(unbound(get(&db, &pod("p"))));
+        assert_eq!(read_snapshot(&db).unwrap().revision, 10);
     }
 
     #[test]
     fn put_blob_is_idempotent() {
         let (_d, db) = db();
-        let blob = |data: &[u8]| Command::PutBlob { digest: "sha256:x".into(), data: data.to_vec() };
+        let blob = |data: &[u8]| Command::PutBlob {
+            digest: "sha256:x".into(),
+            data: data.to_vec(),
+        };
         let (r, ev) = run(&db, 1, blob(b"first"));
         assert_eq!(r, CommandResult::BlobStored);
         assert!(ev.is_empty());
         let (r, _) = run(&db, 2, blob(b"second"));
         assert_eq!(r, CommandResult::BlobStored);
-        assert_eq!(read_blob(&db, "sha256:x").unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(
+            read_blob(&db, "sha256:x").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
         // Blobs are not objects: the object revision does not move.
         assert_eq!(read_snapshot(&db).unwrap().revision, 0);
     }

@@ -1,0 +1,363 @@
+//! The control plane's API over real loopback QUIC with mTLS: a server started in-process,
+//! driven with the admin certificate, a node certificate, and no certificate at all.
+
+use edge_api::object::{Kind, Object, ObjectKey};
+use edge_api::wire::{Client, ErrorCode, EventType, Request, Response};
+use edge_control::server::{start, RunningServer, ServerConfig};
+use std::time::Duration;
+
+async fn server(dir: &std::path::Path) -> RunningServer {
+    let config = ServerConfig {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        options: Default::default(),
+    };
+    start(config).await.expect("server starts")
+}
+
+async fn admin(s: &RunningServer) -> Client {
+    let cfg = s
+        .admin_config
+        .quic_config(edge_api::wire::ALPN_API)
+        .unwrap();
+    Client::connect(&s.local_addr.to_string(), cfg)
+        .await
+        .expect("admin connects")
+}
+
+fn pod(name: &str, digest: &str) -> Object {
+    let y = format!(
+        "apiVersion: edge.dev/v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: main, image: '{digest}'}}]}}\n"
+    );
+    edge_api::manifest::parse_documents(&y, "test")
+        .unwrap()
+        .remove(0)
+}
+
+const WASM: &[u8] = b"\0asm\x01\0\0\0";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_get_list_watch_delete_over_quic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let c = admin(&s).await;
+
+    let digest = match c
+        .call(&Request::PutBlob {
+            data: WASM.to_vec(),
+        })
+        .await
+        .unwrap()
+    {
+        Response::BlobStored { digest, .. } => digest,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(digest, edge_api::wire::blob_digest(WASM));
+
+    let mut watch = c
+        .stream(&Request::Watch {
+            kind: Kind::Pod,
+            namespace: None,
+            selector: Some("app=a".into()),
+            resource_version: None,
+        })
+        .await
+        .unwrap();
+    let applied = c
+        .call(&Request::Apply {
+            object: pod("a", &digest),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let Response::Applied { object, outcome } = applied else {
+        panic!("{applied:?}")
+    };
+    assert_eq!(outcome, edge_api::wire::ApplyOutcome::Created);
+    let rv = object.meta().resource_version;
+    assert!(rv > 0 && !object.meta().uid.is_empty());
+    c.call(&Request::Apply {
+        object: pod("b", &digest),
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+
+    // The same manifest again changes nothing (the scheduler may have written status since).
+    let again = c
+        .call(&Request::Apply {
+            object: pod("a", &digest),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let Response::Applied {
+        object: same,
+        outcome,
+    } = again
+    else {
+        panic!()
+    };
+    assert_eq!(outcome, edge_api::wire::ApplyOutcome::Unchanged);
+    assert_eq!(
+        (same.meta().uid.as_str(), same.meta().generation),
+        (object.meta().uid.as_str(), 1)
+    );
+
+    let ev = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Response::Event(ev) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (ev.event_type, ev.object.meta().name.as_str()),
+        (EventType::Added, "a")
+    );
+
+    let list = c
+        .call(&Request::List {
+            kind: Kind::Pod,
+            namespace: Some("default".into()),
+            selector: Some("app in (a,b)".into()),
+        })
+        .await
+        .unwrap();
+    let Response::List {
+        items,
+        resource_version,
+    } = list
+    else {
+        panic!()
+    };
+    assert_eq!(items.len(), 2);
+    assert!(resource_version >= rv);
+
+    // The scheduler has no nodes: the pod says why it waits.
+    let key = ObjectKey::new(Kind::Pod, "default", "a");
+    let mut reason = String::new();
+    for _ in 0..50 {
+        if let Response::Object(Object::Pod(p)) =
+            c.call(&Request::Get { key: key.clone() }).await.unwrap()
+        {
+            if let Some(cond) = edge_api::meta::condition(&p.status.conditions, "PodScheduled") {
+                reason = cond.message.clone();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reason.contains("0/0 nodes are available"), "{reason}");
+
+    // An unbound pod is deleted at once; the watch sees it.
+    c.call(&Request::Delete {
+        key: key.clone(),
+        force: false,
+    })
+    .await
+    .unwrap();
+    let err = c
+        .call(&Request::Get { key: key.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().unwrap().code, ErrorCode::NotFound);
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Response::Event(ev) = ev {
+            if ev.event_type == EventType::Deleted {
+                assert_eq!(ev.object.meta().name, "a");
+                break;
+            }
+        }
+    }
+
+    // A watch from a revision older than the history is answered "expired".
+    let mut old = c
+        .stream(&Request::Watch {
+            kind: Kind::Pod,
+            namespace: None,
+            selector: None,
+            resource_version: Some(0),
+        })
+        .await
+        .unwrap();
+    let first = old.next().await;
+    if let Err(e) = first {
+        assert_eq!(e.api().unwrap().code, ErrorCode::Expired);
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let c = admin(&s).await;
+    let digest = edge_api::wire::blob_digest(WASM);
+
+    let mut bad_name = pod("ok", &format!("sha256:{}", "0".repeat(64)));
+    bad_name.meta_mut().name = "Not_A_Name".into();
+    let e = c
+        .call(&Request::Apply {
+            object: bad_name,
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    let e = e.api().unwrap().clone();
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(
+        e.message.contains("metadata.name") && e.message.contains("DNS-1123"),
+        "{e}"
+    );
+
+    let e = c
+        .call(&Request::PutBlob {
+            data: b"not wasm".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::Invalid);
+
+    let mut big = WASM.to_vec();
+    big.resize(edge_api::wire::MAX_BLOB_BYTES + 1, 0);
+    let e = c.call(&Request::PutBlob { data: big }).await.unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::TooLarge, "{e}");
+
+    let mut in_missing_ns = pod("x", &digest);
+    in_missing_ns.meta_mut().namespace = "nowhere".into();
+    let e = c
+        .call(&Request::Apply {
+            object: in_missing_ns,
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("namespace \"nowhere\" not found"),
+        "{e}"
+    );
+
+    let dry = c
+        .call(&Request::Apply {
+            object: pod("dry", &digest),
+            dry_run: true,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(dry, Response::Applied { .. }));
+
+    let list = c
+        .call(&Request::List {
+            kind: Kind::Pod,
+            namespace: None,
+            selector: None,
+        })
+        .await
+        .unwrap();
+    let Response::List { items, .. } = list else {
+        panic!()
+    };
+    assert!(items.is_empty(), "nothing may be stored: {items:?}");
+    // The server is still up.
+    assert!(matches!(
+        c.call(&Request::WhoAmI).await.unwrap(),
+        Response::Identity { .. }
+    ));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peers_without_a_valid_certificate_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let addr = s.local_addr.to_string();
+
+    // No certificate: only a join is served, anything else is Unauthorized.
+    let join_cfg = edge_api::tls::join_client_config(&s.token).unwrap();
+    let anon = Client::connect(&addr, join_cfg.clone()).await.unwrap();
+    let e = anon
+        .call(&Request::List {
+            kind: Kind::Pod,
+            namespace: None,
+            selector: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::Unauthorized);
+    let wrong = Request::Join {
+        secret: "wrong".into(),
+        node_name: "n1".into(),
+    };
+    assert_eq!(
+        anon.call(&wrong).await.unwrap_err().api().unwrap().code,
+        ErrorCode::Unauthorized
+    );
+
+    // A certificate from another CA fails the TLS handshake.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = edge_control::pki::ClusterPki::load_or_create(other.path()).unwrap();
+    let (cert, key) = foreign.issue_admin("mallory").unwrap();
+    let cfg = edge_api::tls::client_config(
+        &s.admin_config.certificate_authority,
+        &cert,
+        &key,
+        edge_api::wire::ALPN_API,
+    )
+    .unwrap();
+    let refused = match Client::connect(&addr, cfg).await {
+        Err(_) => true,
+        Ok(c) => c.call(&Request::WhoAmI).await.is_err(),
+    };
+    assert!(refused, "a certificate from a foreign CA must be refused");
+
+    // A token pinning another CA is refused by the joining side.
+    let mut bad_token = s.token.clone();
+    bad_token.ca_hash = "ab".repeat(32);
+    let cfg = edge_api::tls::join_client_config(&bad_token).unwrap();
+    assert!(Client::connect(&addr, cfg).await.is_err());
+
+    // A node certificate is confined to the node's own objects.
+    let joined = anon
+        .call(&Request::Join {
+            secret: s.token.secret.clone(),
+            node_name: "n1".into(),
+        })
+        .await
+        .unwrap();
+    let Response::Joined {
+        ca_pem,
+        cert_pem,
+        key_pem,
+    } = joined
+    else {
+        panic!()
+    };
+    let node_cfg =
+        edge_api::tls::client_config(&ca_pem, &cert_pem, &key_pem, edge_api::wire::ALPN_AGENT)
+            .unwrap();
+    let node = Client::connect(&addr, node_cfg).await.unwrap();
+    let e = node
+        .call(&Request::List {
+            kind: Kind::Node,
+            namespace: None,
+            selector: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::Forbidden);
+    let e = node
+        .call(&Request::PutBlob {
+            data: WASM.to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::Forbidden);
+    s.shutdown().await;
+}
