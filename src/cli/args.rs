@@ -1,0 +1,228 @@
+//! The command line of `edgectl`, declared with clap derive in kubectl's shape.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgectl",
+    version,
+    about = "Control an edge cluster: apply manifests, inspect pods and nodes, read logs",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Client config file [default: $EDGECONFIG, else ~/.edge/config]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Namespace of namespaced objects [default: "default"]
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Say on stderr which server and config are used
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or update objects from manifests, uploading local .wasm components
+    Apply(ApplyArgs),
+    /// List objects as a table, or print them as YAML/JSON
+    Get(GetArgs),
+    /// Show the details of pods or nodes
+    Describe(DescribeArgs),
+    /// Delete objects by name, by selector, or as listed in manifests
+    Delete(DeleteArgs),
+    /// Print the output of a pod's component
+    Logs(LogsArgs),
+    /// Print the client version and whether the server answers
+    Version(VersionArgs),
+    /// Print a shell completion script
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A manifest file, a directory of *.yaml/*.yml/*.json, or `-` for stdin (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<String>,
+
+    /// `server` sends the objects for validation without persisting them
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = DryRun::None)]
+    pub dry_run: DryRun,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DryRun {
+    None,
+    Server,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// KIND (pods, nodes, namespaces and their short names) or KIND/NAME
+    #[arg(value_name = "KIND")]
+    pub resource: String,
+
+    /// Names of objects to show; all objects when omitted
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// List across all namespaces
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Label selector, e.g. `app=web,tier!=db`
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+
+    /// After listing, keep printing changes
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// KIND (pod or node) or KIND/NAME
+    #[arg(value_name = "KIND")]
+    pub resource: String,
+
+    /// Names to describe; every object of the kind when omitted
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Describe in all namespaces (when no name is given)
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Label selector (when no name is given)
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// KIND or KIND/NAME (omit when using -f)
+    #[arg(value_name = "KIND", required_unless_present = "files")]
+    pub resource: Option<String>,
+
+    /// Names of objects to delete
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Delete the objects listed in these manifests (file, directory or `-`)
+    #[arg(short = 'f', long = "filename", value_name = "PATH", conflicts_with_all = ["resource", "all", "selector"])]
+    pub files: Vec<String>,
+
+    /// Delete every object of the kind in the namespace
+    #[arg(long)]
+    pub all: bool,
+
+    /// Delete the objects matching this label selector
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Remove pods at once instead of letting their node stop them first
+    #[arg(long)]
+    pub force: bool,
+
+    /// Treat objects that do not exist as deleted
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The pod (NAME or pod/NAME)
+    #[arg(value_name = "POD")]
+    pub pod: String,
+
+    /// The component (container) to read; required when the pod has several
+    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    pub container: Option<String>,
+
+    /// Keep streaming new output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Print the client version only, without contacting the server
+    #[arg(long)]
+    pub client: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell to generate the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_kubectl_habits() {
+        let cli = Cli::try_parse_from(["edgectl", "-n", "prod", "get", "po", "-o", "wide", "-w"])
+            .unwrap();
+        assert_eq!(cli.namespace.as_deref(), Some("prod"));
+        let Command::Get(g) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(g.resource, "po");
+        assert_eq!(g.output, Some(OutputFormat::Wide));
+        assert!(g.watch);
+
+        let cli = Cli::try_parse_from([
+            "edgectl",
+            "apply",
+            "-f",
+            "a.yaml",
+            "-f",
+            "-",
+            "--dry-run=server",
+        ])
+        .unwrap();
+        let Command::Apply(a) = cli.command else {
+            panic!("not apply")
+        };
+        assert_eq!(a.files, ["a.yaml", "-"]);
+        assert_eq!(a.dry_run, DryRun::Server);
+    }
+
+    #[test]
+    fn delete_needs_a_kind_or_files() {
+        assert!(Cli::try_parse_from(["edgectl", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["edgectl", "delete", "-f", "x.yaml"]).is_ok());
+        assert!(Cli::try_parse_from(["edgectl", "delete", "pod", "a", "b"]).is_ok());
+    }
+}

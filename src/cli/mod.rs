@@ -1,0 +1,214 @@
+//! `edgectl`'s implementation: argument types, connection, commands and the pure rendering they use.
+//!
+//! Rendering and manifest handling are pure functions over objects (unit-tested here); only
+//! `commands`, `get` and `connect` talk to a server.
+
+pub mod args;
+pub mod commands;
+pub mod connect;
+pub mod describe;
+pub mod get;
+pub mod manifests;
+pub mod render;
+#[cfg(test)]
+mod testutil;
+
+pub use args::Cli;
+
+use anyhow::{anyhow, bail, Result};
+use edge_api::wire::{ErrorCode, WireError};
+use edge_api::{Kind, ObjectKey};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Ends the process with `code` without printing anything more: the command has already said
+/// what went wrong (several names, some failed), or the reader of stdout went away.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// An error answered by the server, shown as kubectl shows them:
+/// `Error from server (NotFound): pods "x" not found`.
+#[derive(Debug)]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error from server ({:?}): {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Turns a wire error into a `ServerError` when the server answered with one; for a request
+/// about `key`, a NotFound is phrased the kubectl way (`pods "x" not found`).
+pub fn server_error(e: WireError, key: Option<&ObjectKey>) -> anyhow::Error {
+    match e {
+        WireError::Api(api) => {
+            let message = match key {
+                Some(k) if api.code == ErrorCode::NotFound => not_found_message(k),
+                _ => api.message,
+            };
+            ServerError {
+                code: api.code,
+                message,
+            }
+            .into()
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// `pods "x" not found`, the phrase kubectl users grep for.
+pub fn not_found_message(key: &ObjectKey) -> String {
+    format!("{} \"{}\" not found", key.kind.plural(), key.name)
+}
+
+/// True when `e` is the server saying the object does not exist.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ServerError>()
+        .is_some_and(|s| s.code == ErrorCode::NotFound)
+}
+
+/// Prints an error the way the binary exits with it and returns the exit code: server errors as
+/// kubectl prints them, everything else as `error: ` and the whole cause chain.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+        return ExitCode::from(*code);
+    }
+    eprintln!("{}", error_line(e));
+    ExitCode::FAILURE
+}
+
+/// The one line `report_error` prints (without the newline).
+pub fn error_line(e: &anyhow::Error) -> String {
+    if e.downcast_ref::<ServerError>().is_some() && e.chain().count() == 1 {
+        format!("{e}")
+    } else {
+        format!("error: {e:#}")
+    }
+}
+
+/// Builds a small single-threaded runtime (a CLI needs no more) and runs the command.
+pub fn run_blocking(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(commands::run(cli))
+}
+
+/// Writes to stdout; a closed pipe (`edgectl get pods | head -1`) ends the process quietly with
+/// the status a shell reports for SIGPIPE, as kubectl's would.
+pub fn print_out(text: &str) -> Result<()> {
+    print_bytes(text.as_bytes())
+}
+
+/// `print_out` for raw bytes (log chunks need not be UTF-8), flushed so `logs -f` is live.
+pub fn print_bytes(data: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(data).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Exit(141).into()),
+        Err(e) => Err(anyhow!("cannot write to stdout: {e}")),
+    }
+}
+
+/// What a `KIND [NAME...]` or `KIND/NAME...` argument list names.
+#[derive(Debug, PartialEq)]
+pub struct Target {
+    /// In the order given; several kinds only in the `KIND/NAME` form.
+    pub items: Vec<(Kind, Option<String>)>,
+}
+
+fn parse_kind(s: &str) -> Result<Kind> {
+    Kind::parse(s).ok_or_else(|| {
+        let known: Vec<_> = Kind::ALL.iter().map(|k| k.plural()).collect();
+        anyhow!(
+            "the server doesn't have a resource type {s:?}; known types: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Parses kubectl's two spellings: `pods a b` and `pod/a node/b`.
+pub fn parse_target(resource: &str, names: &[String]) -> Result<Target> {
+    if resource.contains('/') {
+        let mut items = Vec::new();
+        for arg in std::iter::once(resource).chain(names.iter().map(String::as_str)) {
+            let Some((kind, name)) = arg.split_once('/') else {
+                bail!("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (got {arg:?})");
+            };
+            if name.is_empty() {
+                bail!("{arg:?}: a name is required after the '/'");
+            }
+            items.push((parse_kind(kind)?, Some(name.to_string())));
+        }
+        return Ok(Target { items });
+    }
+    let kind = parse_kind(resource)?;
+    if names.is_empty() {
+        return Ok(Target {
+            items: vec![(kind, None)],
+        });
+    }
+    if let Some(bad) = names.iter().find(|n| n.contains('/')) {
+        bail!("{bad:?}: use either `KIND NAME...` or `KIND/NAME...`, not both");
+    }
+    Ok(Target {
+        items: names.iter().map(|n| (kind, Some(n.clone()))).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_in_both_spellings() {
+        let t = parse_target("po", &["a".into(), "b".into()]).unwrap();
+        assert_eq!(
+            t.items,
+            vec![
+                (Kind::Pod, Some("a".to_string())),
+                (Kind::Pod, Some("b".to_string()))
+            ]
+        );
+        let t = parse_target("pod/a", &["no/n1".into()]).unwrap();
+        assert_eq!(t.items[1], (Kind::Node, Some("n1".to_string())));
+        assert_eq!(
+            parse_target("ns", &[]).unwrap().items,
+            vec![(Kind::Namespace, None)]
+        );
+        assert!(parse_target("pod/a", &["b".into()]).is_err());
+        let e = parse_target("gizmos", &[]).unwrap_err().to_string();
+        assert!(e.contains("gizmos") && e.contains("pods"), "{e}");
+    }
+
+    #[test]
+    fn not_found_reads_like_kubectl() {
+        let key = ObjectKey::new(Kind::Pod, "default", "x");
+        let wire = WireError::Api(edge_api::wire::ApiError::new(
+            ErrorCode::NotFound,
+            "Pod \"default/x\" not found",
+        ));
+        let e = server_error(wire, Some(&key));
+        assert!(is_not_found(&e));
+        assert_eq!(
+            error_line(&e),
+            "Error from server (NotFound): pods \"x\" not found"
+        );
+        let e = e.context("while deleting");
+        assert!(error_line(&e).starts_with("error: while deleting: Error from server"));
+    }
+}
