@@ -227,7 +227,7 @@ async fn load_with_retry(
         let result = match ctx.blobs.get(&c.image).await {
             Ok(bytes) => ctx
                 .runtime
-                .load(&c.image, &bytes)
+                .load(c.image.strip_prefix("sha256:").unwrap_or(&c.image), &bytes)
                 .await
                 .map_err(LoadError::Runtime),
             Err(e) => Err(LoadError::Fetch(e.to_string())),
