@@ -54,7 +54,10 @@ pub async fn serve(
     if !send_chunks(send, &bytes).await {
         return Ok(());
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         let done = shared.supervisor.is_done(&pod.metadata.uid);
         let (more, next) = read_from(&path, offset).unwrap_or((Vec::new(), offset));
         offset = next;

@@ -24,8 +24,10 @@ pub fn hostname() -> String {
 }
 
 pub fn node_object(name: &str, labels: &BTreeMap<String, String>) -> Node {
-    let mut node = Node::default();
-    node.api_version = edge_api::API_VERSION.into();
+    let mut node = Node {
+        api_version: edge_api::API_VERSION.into(),
+        ..Default::default()
+    };
     node.metadata.name = name.to_string();
     node.metadata.labels = labels.clone();
     node.metadata

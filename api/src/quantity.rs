@@ -48,14 +48,14 @@ pub fn parse(resource: &str, value: &str) -> Result<u64, QuantityError> {
 /// Renders base units back as a readable quantity.
 pub fn format(resource: &str, base_units: u64) -> String {
     if resource == "cpu" {
-        if base_units % 1000 == 0 {
+        if base_units.is_multiple_of(1000) {
             return (base_units / 1000).to_string();
         }
         return format!("{base_units}m");
     }
     const UNITS: [(&str, u64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
     for (suffix, size) in UNITS {
-        if base_units >= size && base_units % size == 0 {
+        if base_units >= size && base_units.is_multiple_of(size) {
             return format!("{}{suffix}", base_units / size);
         }
     }

@@ -91,10 +91,7 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
                 .ok_or_else(|| {
                     format!("the values of {k:?} must be in parentheses, like ({set})")
                 })?;
-            let values = inner
-                .split(',')
-                .map(|v| value(v))
-                .collect::<Result<Vec<_>, _>>()?;
+            let values = inner.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
             return Ok(if negate {
                 Requirement::NotIn(key(k)?, values)
             } else {

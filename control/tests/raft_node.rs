@@ -1,7 +1,7 @@
 //! Raft nodes over real QUIC with mutual TLS on loopback: a single node that survives a restart
 //! without re-initializing, and a three-node cluster that converges and fails over.
 
-use edge_api::object::{Object, ObjectKey};
+use edge_api::object::Object;
 use edge_api::wire::ALPN_RAFT;
 use edge_control::raft::{serve_raft_stream, QuicNetwork, RaftNode};
 use edge_control::store::{self, Command, CommandResult, Precondition};
@@ -337,4 +337,27 @@ async fn new_member_catches_up_from_a_snapshot_over_quic() {
     assert!(hub.subscribe_from(last).is_ok());
     m2.stop().await;
     m1.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_is_reported_unreachable_so_raft_backs_off() {
+    use openraft::error::RPCError;
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    let pki = pki();
+    let ep = endpoint(&pki);
+    // A bound UDP socket that never answers: the dial can only time out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut factory = network(&pki, &ep);
+    let mut peer = factory
+        .new_client(9, &BasicNode::new(silent.local_addr().unwrap().to_string()))
+        .await;
+    let vote = || openraft::raft::VoteRequest::new(openraft::Vote::new(1, 1), None);
+    let option = || RPCOption::new(Duration::from_secs(10));
+    let err = peer.vote(vote(), option()).await.unwrap_err();
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
+    // Right after a failed dial, calls fail at once instead of dialing again.
+    let start = Instant::now();
+    let err = peer.vote(vote(), option()).await.unwrap_err();
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
+    assert!(start.elapsed() < Duration::from_millis(200));
 }

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "edged", version, about = "edge daemon: control plane and node agent")]
+#[command(
+    name = "edged",
+    version,
+    about = "edge daemon: control plane and node agent"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
@@ -56,21 +60,30 @@ enum Command {
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected key=value"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected key=value"))?;
     edge_api::validation::label_key(k).map_err(|e| format!("label key {k:?}: {e}"))?;
     edge_api::validation::label_value(v).map_err(|e| format!("label value {v:?}: {e}"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
 fn default_dir(leaf: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".edge").join(leaf)
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,openraft=warn,cranelift=warn,wasmtime=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,quinn=warn,openraft=warn,cranelift=warn,wasmtime=warn",
+        )
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -81,7 +94,10 @@ fn init_logging(format: &str) {
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -96,18 +112,35 @@ fn main() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Server { data_dir, listen, no_agent, node_name, node_grace_period } => {
+        Command::Server {
+            data_dir,
+            listen,
+            no_agent,
+            node_name,
+            node_grace_period,
+        } => {
             let data_dir = data_dir.unwrap_or_else(|| default_dir("server"));
             server(data_dir, listen, no_agent, node_name, node_grace_period).await
         }
-        Command::Agent { server, token, data_dir, node_name, labels } => {
-            let mut config = edge_agent::AgentConfig::new(server, data_dir.unwrap_or_else(|| default_dir("agent")));
+        Command::Agent {
+            server,
+            token,
+            data_dir,
+            node_name,
+            labels,
+        } => {
+            let mut config = edge_agent::AgentConfig::new(
+                server,
+                data_dir.unwrap_or_else(|| default_dir("agent")),
+            );
             config.token = token;
             if let Some(n) = node_name {
                 config.node_name = n;
             }
             config.labels = labels.into_iter().collect();
-            let agent = edge_agent::Agent::start(config).await.context("starting the agent")?;
+            let agent = edge_agent::Agent::start(config)
+                .await
+                .context("starting the agent")?;
             tracing::info!(node = agent.node_name(), "agent running; Ctrl-C to stop");
             wait_for_signal().await;
             agent.shutdown().await;
@@ -124,25 +157,47 @@ async fn server(
     node_grace_period: Duration,
 ) -> anyhow::Result<()> {
     let options = edge_control::context::ServerOptions { node_grace_period };
-    let config = edge_control::server::ServerConfig { data_dir: data_dir.clone(), listen, options };
-    let server = edge_control::server::start(config).await.context("starting the control plane")?;
+    let config = edge_control::server::ServerConfig {
+        data_dir: data_dir.clone(),
+        listen,
+        options,
+    };
+    let server = edge_control::server::start(config)
+        .await
+        .context("starting the control plane")?;
     let dial = edge_control::server::dial_address(server.local_addr);
     let user_config = publish_admin_config(&server.admin_config, &server.admin_config_path)?;
     let agent = if no_agent {
         None
     } else {
-        let mut cfg = edge_agent::AgentConfig::new(dial.to_string(), data_dir.join("agent")).with_token(server.token.to_string());
+        let mut cfg = edge_agent::AgentConfig::new(dial.to_string(), data_dir.join("agent"))
+            .with_token(server.token.to_string());
         if let Some(n) = node_name {
             cfg.node_name = n;
         }
-        cfg.labels.insert("node-role.edge.dev/control-plane".into(), String::new());
-        Some(edge_agent::Agent::start(cfg).await.context("starting the built-in agent")?)
+        cfg.labels
+            .insert("node-role.edge.dev/control-plane".into(), String::new());
+        Some(
+            edge_agent::Agent::start(cfg)
+                .await
+                .context("starting the built-in agent")?,
+        )
     };
-    println!("edge control plane is up on {} (UDP/QUIC)", server.local_addr);
+    println!(
+        "edge control plane is up on {} (UDP/QUIC)",
+        server.local_addr
+    );
     println!("  data directory: {}", data_dir.display());
     println!("  admin config:   {user_config}");
-    println!("  join token:     {} (also in {})", server.token, data_dir.join("token").display());
-    println!("  add a node:     edged agent --server <this-host>:{} --token <join token>", server.local_addr.port());
+    println!(
+        "  join token:     {} (also in {})",
+        server.token,
+        data_dir.join("token").display()
+    );
+    println!(
+        "  add a node:     edged agent --server <this-host>:{} --token <join token>",
+        server.local_addr.port()
+    );
     println!("  try:            edgectl get nodes");
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -155,9 +210,14 @@ async fn server(
 
 /// Writes the admin config where edgectl looks by default ($EDGECONFIG or ~/.edge/config),
 /// unless a config for a different cluster is already there. Returns where edgectl finds it.
-fn publish_admin_config(cfg: &edge_api::config::ClientConfigFile, own: &Path) -> anyhow::Result<String> {
+fn publish_admin_config(
+    cfg: &edge_api::config::ClientConfigFile,
+    own: &Path,
+) -> anyhow::Result<String> {
     let target = edge_api::config::default_path()?;
-    let ours = |c: &edge_api::config::ClientConfigFile| c.certificate_authority == cfg.certificate_authority || c.server == cfg.server;
+    let ours = |c: &edge_api::config::ClientConfigFile| {
+        c.certificate_authority == cfg.certificate_authority || c.server == cfg.server
+    };
     match edge_api::config::ClientConfigFile::load(&target) {
         Ok(existing) if !ours(&existing) => Ok(format!(
             "{} (not written to {}, which belongs to another cluster; set EDGECONFIG={})",
@@ -167,7 +227,10 @@ fn publish_admin_config(cfg: &edge_api::config::ClientConfigFile, own: &Path) ->
         )),
         _ => {
             cfg.save(&target)?;
-            Ok(format!("{} (edgectl reads it by default)", target.display()))
+            Ok(format!(
+                "{} (edgectl reads it by default)",
+                target.display()
+            ))
         }
     }
 }

@@ -21,23 +21,60 @@ fn bad_manifests_and_components_are_refused() {
     assert!(hello.exists(), "run scripts/build-modules.sh");
 
     let cases: Vec<(String, Vec<&str>)> = vec![
-        (write(d, "broken.yaml", "kind: Pod\nmetadata: [unclosed\n"), vec!["broken.yaml", "YAML"]),
-        (write(d, "kind.yaml", "apiVersion: edge.dev/v1\nkind: Gizmo\nmetadata: {name: g}\n"), vec!["Gizmo"]),
-        (write(d, "name.yaml", &pod_yaml("Bad_Name", hello.to_str().expect("utf8"))), vec!["metadata.name", "Bad_Name"]),
-        (write(d, "missing.yaml", &pod_yaml("missing", "./nope.wasm")), vec!["spec.containers[0].image", "nope.wasm"]),
-        (write(d, "notwasm.yaml", &pod_yaml("notwasm", "./notwasm.txt")), vec!["notwasm", "WebAssembly"]),
-        (write(d, "field.yaml", &pod_yaml("field", "x").replace("image:", "imagee:")), vec!["imagee"]),
+        (
+            write(d, "broken.yaml", "kind: Pod\nmetadata: [unclosed\n"),
+            vec!["broken.yaml", "YAML"],
+        ),
+        (
+            write(
+                d,
+                "kind.yaml",
+                "apiVersion: edge.dev/v1\nkind: Gizmo\nmetadata: {name: g}\n",
+            ),
+            vec!["Gizmo"],
+        ),
+        (
+            write(
+                d,
+                "name.yaml",
+                &pod_yaml("Bad_Name", hello.to_str().expect("utf8")),
+            ),
+            vec!["metadata.name", "Bad_Name"],
+        ),
+        (
+            write(d, "missing.yaml", &pod_yaml("missing", "./nope.wasm")),
+            vec!["spec.containers[0].image", "nope.wasm"],
+        ),
+        (
+            write(d, "notwasm.yaml", &pod_yaml("notwasm", "./notwasm.txt")),
+            vec!["notwasm", "WebAssembly"],
+        ),
+        (
+            write(
+                d,
+                "field.yaml",
+                &pod_yaml("field", "x").replace("image:", "imagee:"),
+            ),
+            vec!["imagee"],
+        ),
     ];
     std::fs::write(d.join("notwasm.txt"), "just text").expect("write");
     for (file, needles) in &cases {
         let err = c.fails(&["apply", "-f", file]);
         for n in needles {
-            assert!(err.contains(n), "error for {file} should mention {n:?}:\n{err}");
+            assert!(
+                err.contains(n),
+                "error for {file} should mention {n:?}:\n{err}"
+            );
         }
     }
 
     // A valid pod in the same file as a broken one: nothing is applied.
-    let mixed = format!("{}---\n{}", pod_yaml("good", hello.to_str().expect("utf8")), pod_yaml("Bad_Name", "./x.wasm"));
+    let mixed = format!(
+        "{}---\n{}",
+        pod_yaml("good", hello.to_str().expect("utf8")),
+        pod_yaml("Bad_Name", "./x.wasm")
+    );
     c.fails(&["apply", "-f", &write(d, "mixed.yaml", &mixed)]);
 
     // Oversized: a manifest past the size cap, and a component past the upload cap.
@@ -47,7 +84,11 @@ fn bad_manifests_and_components_are_refused() {
     let mut huge = b"\0asm\x01\0\0\0".to_vec();
     huge.resize(49 << 20, 0);
     std::fs::write(d.join("huge.wasm"), huge).expect("write");
-    let err = c.fails(&["apply", "-f", &write(d, "huge.yaml", &pod_yaml("huge", "./huge.wasm"))]);
+    let err = c.fails(&[
+        "apply",
+        "-f",
+        &write(d, "huge.yaml", &pod_yaml("huge", "./huge.wasm")),
+    ]);
     assert!(err.contains("limit"), "{err}");
 
     let o = c.edgectl(&["get", "pods", "-A", "-o", "name"]);

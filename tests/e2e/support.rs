@@ -34,7 +34,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -67,7 +70,9 @@ impl Daemon {
 
     /// Ctrl-C: a graceful stop.
     pub fn interrupt(mut self) {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -97,7 +102,11 @@ impl Cluster {
     pub fn start(extra: &[&str]) -> Cluster {
         let home = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut c = Cluster { home, port, server: None };
+        let mut c = Cluster {
+            home,
+            port,
+            server: None,
+        };
         c.server = Some(c.spawn_server(extra));
         c.wait_ready();
         c
@@ -110,7 +119,15 @@ impl Cluster {
     pub fn spawn_server(&self, extra: &[&str]) -> Daemon {
         let listen = format!("127.0.0.1:{}", self.port);
         let data = self.data_dir();
-        let mut args = vec!["server", "--data-dir", data.to_str().expect("utf8"), "--listen", &listen, "--node-name", "node-1"];
+        let mut args = vec![
+            "server",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--listen",
+            &listen,
+            "--node-name",
+            "node-1",
+        ];
         args.extend_from_slice(extra);
         Daemon::spawn(&args, self.home.path(), "server.log")
     }
@@ -124,11 +141,17 @@ impl Cluster {
     }
 
     pub fn wait_node_ready(&self, node: &str) {
-        wait_for(&format!("node {node} Ready"), Duration::from_secs(60), || {
-            let o = self.edgectl(&["get", "nodes"]);
-            let text = stdout(&o);
-            text.lines().any(|l| l.starts_with(node) && l.contains(" Ready")).then_some(())
-        });
+        wait_for(
+            &format!("node {node} Ready"),
+            Duration::from_secs(60),
+            || {
+                let o = self.edgectl(&["get", "nodes"]);
+                let text = stdout(&o);
+                text.lines()
+                    .any(|l| l.starts_with(node) && l.contains(" Ready"))
+                    .then_some(())
+            },
+        );
     }
 
     pub fn edgectl(&self, args: &[&str]) -> Output {
@@ -144,14 +167,23 @@ impl Cluster {
     /// Runs edgectl and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.edgectl(args);
-        assert!(o.status.success(), "edgectl {args:?} failed:\nstdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+        assert!(
+            o.status.success(),
+            "edgectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            stdout(&o),
+            stderr(&o)
+        );
         stdout(&o)
     }
 
     /// Runs edgectl and asserts failure, returning stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.edgectl(args);
-        assert!(!o.status.success(), "edgectl {args:?} should have failed:\n{}", stdout(&o));
+        assert!(
+            !o.status.success(),
+            "edgectl {args:?} should have failed:\n{}",
+            stdout(&o)
+        );
         stderr(&o)
     }
 
@@ -165,15 +197,22 @@ impl Cluster {
     }
 
     pub fn wait_phase(&self, name: &str, phase: &str) -> serde_json::Value {
-        wait_for(&format!("pod {name} {phase}"), Duration::from_secs(90), || {
-            self.pod_json(name).filter(|p| p["status"]["phase"] == phase)
-        })
+        wait_for(
+            &format!("pod {name} {phase}"),
+            Duration::from_secs(90),
+            || {
+                self.pod_json(name)
+                    .filter(|p| p["status"]["phase"] == phase)
+            },
+        )
     }
 
     pub fn wait_gone(&self, name: &str) {
-        wait_for(&format!("pod {name} to be gone"), Duration::from_secs(60), || {
-            self.pod_json(name).is_none().then_some(())
-        });
+        wait_for(
+            &format!("pod {name} to be gone"),
+            Duration::from_secs(60),
+            || self.pod_json(name).is_none().then_some(()),
+        );
     }
 }
 

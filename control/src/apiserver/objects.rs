@@ -389,9 +389,11 @@ mod tests {
         let mut p = edge_api::Pod::default();
         p.metadata.name = "p".into();
         p.metadata.labels.insert("app".into(), label.into());
-        let mut c = edge_api::Container::default();
-        c.name = "main".into();
-        c.image = format!("sha256:{}", image_hex.to_string().repeat(64));
+        let c = edge_api::Container {
+            name: "main".into(),
+            image: format!("sha256:{}", image_hex.to_string().repeat(64)),
+            ..Default::default()
+        };
         p.spec.containers.push(c);
         normalize(Object::Pod(p)).unwrap()
     }

@@ -3,6 +3,7 @@
 //! uses: propose a command, wait for a linearizable read point, find the leader.
 
 pub mod network;
+pub mod state_machine;
 pub mod storage;
 pub mod types;
 
@@ -28,7 +29,7 @@ pub enum RaftStartError {
     #[error(transparent)]
     Store(#[from] OpenError),
     #[error("invalid raft configuration: {0}")]
-    Config(#[from] openraft::ConfigError),
+    Config(#[from] Box<openraft::ConfigError>),
     #[error("cannot start raft node {node_id}: {source}")]
     Raft { node_id: u64, source: Fatal<u64> },
 }
@@ -77,7 +78,7 @@ pub struct RaftNode {
 
 /// Timings suit a LAN or a decent WAN link: heartbeats are cheap (not raft writes), elections
 /// only after a second of silence.
-fn config() -> Result<Config, openraft::ConfigError> {
+fn config() -> Result<Config, Box<openraft::ConfigError>> {
     Config {
         cluster_name: "edge".into(),
         heartbeat_interval: 250,
@@ -92,6 +93,7 @@ fn config() -> Result<Config, openraft::ConfigError> {
         ..Default::default()
     }
     .validate()
+    .map_err(Box::new)
 }
 
 impl RaftNode {

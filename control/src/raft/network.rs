@@ -4,6 +4,7 @@
 
 use super::types::{Node, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
 use edge_api::wire::{read_frame, write_frame, WireError, MAX_FRAME_BYTES};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -15,7 +16,9 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::debug;
 
 /// Above this an AppendEntries batch is split (openraft retries with fewer entries), so one
@@ -114,8 +117,31 @@ impl TransportError {
     }
 }
 
-/// The connection slot for one peer, shared by all clients for that peer.
-type PeerSlot = Arc<tokio::sync::Mutex<Option<(String, quinn::Connection)>>>;
+/// How long one dial may take; it runs in its own task, so an RPC timing out does not abort it.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a failed dial, calls fail at once as Unreachable (so openraft backs off) for this long.
+const REDIAL_AFTER: Duration = Duration::from_secs(1);
+
+/// A dial in progress, awaited by every call that needs the connection meanwhile.
+type Dial = Shared<BoxFuture<'static, Result<quinn::Connection, String>>>;
+
+/// What we know about reaching one peer, shared by all clients for that peer.
+#[derive(Default)]
+struct PeerState {
+    /// The address the rest of the state is about; a peer that moved starts afresh.
+    addr: String,
+    conn: Option<quinn::Connection>,
+    dial: Option<Dial>,
+    failed: Option<(Instant, String)>,
+}
+
+type PeerSlot = Arc<Mutex<PeerState>>;
+
+/// Poisoning only means another task panicked while holding the lock; every update below is a
+/// plain field assignment, so the state is still coherent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// openraft's network factory: dials peers at `BasicNode.addr` with the cluster's mTLS client
 /// configuration (ALPN `edge-raft/1`), presenting `edge_api::SERVER_NAME` as the server name.
@@ -140,11 +166,7 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = QuicPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> QuicPeer {
-        let slot = {
-            // Poisoning only means another task panicked mid-insert; the map is still usable.
-            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.entry(target).or_default().clone()
-        };
+        let slot = lock(&self.peers).entry(target).or_default().clone();
         QuicPeer {
             target,
             addr: node.addr.clone(),
@@ -175,36 +197,89 @@ impl QuicPeer {
 
     /// The live connection to the peer, dialing if there is none, it died, or the peer moved.
     async fn connection(&self) -> Result<quinn::Connection, TransportError> {
-        let mut slot = self.slot.lock().await;
-        if let Some((addr, conn)) = slot.as_ref() {
-            if *addr == self.addr && conn.close_reason().is_none() {
-                return Ok(conn.clone());
+        let dial = {
+            let mut st = lock(&self.slot);
+            if st.addr != self.addr {
+                *st = PeerState {
+                    addr: self.addr.clone(),
+                    ..PeerState::default()
+                };
+            }
+            if let Some(conn) = &st.conn {
+                if conn.close_reason().is_none() {
+                    return Ok(conn.clone());
+                }
+                st.conn = None;
+            }
+            if let Some((at, reason)) = &st.failed {
+                if at.elapsed() < REDIAL_AFTER {
+                    return Err(self.unreachable(reason));
+                }
+            }
+            match &st.dial {
+                Some(d) => d.clone(),
+                None => {
+                    let d = self.spawn_dial();
+                    st.dial = Some(d.clone());
+                    d
+                }
+            }
+        };
+        let result = dial.clone().await;
+        let mut st = lock(&self.slot);
+        if st.dial.as_ref().is_some_and(|d| d.ptr_eq(&dial)) {
+            st.dial = None;
+            match &result {
+                Ok(conn) => {
+                    st.conn = Some(conn.clone());
+                    st.failed = None;
+                }
+                Err(reason) => st.failed = Some((Instant::now(), reason.clone())),
             }
         }
-        *slot = None;
-        let sock = tokio::net::lookup_host(self.addr.as_str())
-            .await
-            .map_err(|e| self.unreachable(format!("cannot resolve: {e}")))?
-            .next()
-            .ok_or_else(|| self.unreachable("the address resolves to nothing"))?;
-        let conn = self
-            .endpoint
-            .connect_with(self.client_config.clone(), sock, edge_api::SERVER_NAME)
-            .map_err(|e| self.unreachable(e))?
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        *slot = Some((self.addr.clone(), conn.clone()));
-        Ok(conn)
+        result.map_err(|reason| self.unreachable(reason))
+    }
+
+    /// Starts dialing in a task of its own: openraft drops an RPC after its short timeout
+    /// (the heartbeat interval), which must not abort a handshake that is nearly done.
+    fn spawn_dial(&self) -> Dial {
+        let endpoint = self.endpoint.clone();
+        let config = self.client_config.clone();
+        let addr = self.addr.clone();
+        let task = tokio::spawn(async move {
+            let dial = async {
+                let sock = tokio::net::lookup_host(addr.as_str())
+                    .await
+                    .map_err(|e| format!("cannot resolve: {e}"))?
+                    .next()
+                    .ok_or_else(|| "the address resolves to nothing".to_string())?;
+                endpoint
+                    .connect_with(config, sock, edge_api::SERVER_NAME)
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            tokio::time::timeout(DIAL_TIMEOUT, dial)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {DIAL_TIMEOUT:?}")))
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(format!("dial task failed: {e}")))
+        }
+        .boxed()
+        .shared()
     }
 
     /// Forgets `conn` if it is still the cached one, so the next call dials again.
-    async fn forget(&self, conn: &quinn::Connection) {
-        let mut slot = self.slot.lock().await;
-        if slot
+    fn forget(&self, conn: &quinn::Connection) {
+        let mut st = lock(&self.slot);
+        if st
+            .conn
             .as_ref()
-            .is_some_and(|(_, c)| c.stable_id() == conn.stable_id())
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
         {
-            *slot = None;
+            st.conn = None;
         }
     }
 
@@ -223,7 +298,7 @@ impl QuicPeer {
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(s) => s,
             Err(e) => {
-                self.forget(&conn).await;
+                self.forget(&conn);
                 return Err(self.unreachable(e));
             }
         };
@@ -239,7 +314,7 @@ impl QuicPeer {
         .await;
         if let Err(e) = written {
             if conn.close_reason().is_some() {
-                self.forget(&conn).await;
+                self.forget(&conn);
                 return Err(self.unreachable(e));
             }
             return Err(call_err(format!("sending: {e}")));
@@ -251,7 +326,7 @@ impl QuicPeer {
             )),
             Err(e) => {
                 if conn.close_reason().is_some() {
-                    self.forget(&conn).await;
+                    self.forget(&conn);
                     return Err(self.unreachable(e));
                 }
                 Err(call_err(format!("reading the answer: {e}")))

@@ -4,20 +4,15 @@
 //! Everything read back from disk is untrusted: a malformed record becomes a `StorageError`
 //! (which stops the raft node) and never a panic.
 
-use super::types::{
-    Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
-};
-use crate::store::{self, CommandResult, WatchHub};
+pub use super::state_machine::RedbStateMachine;
+use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::store::{self, WatchHub};
 use edge_api::codec::{self, CodecError};
-use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
-use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogState, RaftLogReader, RaftSnapshotBuilder,
-    StorageIOError,
-};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,10 +25,10 @@ pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.m
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged_log_id";
-const LAST_APPLIED: &str = "last_applied";
-const LAST_MEMBERSHIP: &str = "last_membership";
-const SNAPSHOT_META: &str = "snapshot_meta";
-const SNAPSHOT_DATA: &str = "snapshot_data";
+pub(super) const LAST_APPLIED: &str = "last_applied";
+pub(super) const LAST_MEMBERSHIP: &str = "last_membership";
+pub(super) const SNAPSHOT_META: &str = "snapshot_meta";
+pub(super) const SNAPSHOT_DATA: &str = "snapshot_data";
 
 /// Failure opening the store file.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +46,9 @@ pub enum OpenError {
 /// `StorageError` (which adds what was being read or written).
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// Boxed: redb's error is large and this travels through every storage call.
     #[error("redb: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("state machine: {0}")]
@@ -66,11 +62,12 @@ pub enum Failure {
 macro_rules! redb_failure {
     ($($t:ty),*) => {$(
         impl From<$t> for Failure {
-            fn from(e: $t) -> Self { Failure::Redb(e.into()) }
+            fn from(e: $t) -> Self { Failure::Redb(Box::new(e.into())) }
         }
     )*};
 }
 redb_failure!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -78,13 +75,16 @@ redb_failure!(
 );
 
 /// Wraps a failure with the openraft subject/verb it happened on.
-fn sto(subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> impl FnOnce(Failure) -> StorageError {
+pub(super) fn sto(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+) -> impl FnOnce(Failure) -> StorageError {
     move |e| StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
 /// Runs a redb write (which fsyncs) off the async worker threads: with two cores, a blocked
 /// worker would stall QUIC and raft timers.
-async fn blocking<T, F>(f: F) -> Result<T, Failure>
+pub(super) async fn blocking<T, F>(f: F) -> Result<T, Failure>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Failure> + Send + 'static,
@@ -92,7 +92,7 @@ where
     tokio::task::spawn_blocking(f).await?
 }
 
-fn get_meta<T, M>(meta: &M, key: &'static str) -> Result<Option<T>, Failure>
+pub(super) fn get_meta<T, M>(meta: &M, key: &'static str) -> Result<Option<T>, Failure>
 where
     T: DeserializeOwned,
     M: ReadableTable<&'static str, &'static [u8]>,
@@ -103,7 +103,7 @@ where
     }
 }
 
-fn put_meta<T: Serialize>(
+pub(super) fn put_meta<T: Serialize>(
     meta: &mut redb::Table<&str, &[u8]>,
     key: &'static str,
     value: &T,
@@ -205,7 +205,7 @@ fn prepare(db: &Database) -> Result<u64, Failure> {
 
 /// Begins a write transaction that is on disk when `commit` returns: what raft acknowledges
 /// must survive kill -9.
-fn durable_write(db: &Database) -> Result<redb::WriteTransaction, Failure> {
+pub(super) fn durable_write(db: &Database) -> Result<redb::WriteTransaction, Failure> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     Ok(txn)
@@ -393,263 +393,5 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         })
         .await
         .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// State machine
-
-/// openraft's state machine: the `sm.*` tables, applied state, and the current snapshot.
-#[derive(Clone)]
-pub struct RedbStateMachine {
-    db: Arc<Database>,
-    hub: Arc<WatchHub>,
-    _lease: Arc<()>,
-}
-
-/// The snapshot format: every state-machine table plus the applied state it reflects.
-#[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    tables: Vec<SnapshotTable>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotTable {
-    name: String,
-    rows: Vec<(String, serde_bytes::ByteBuf)>,
-}
-
-impl RedbStateMachine {
-    fn applied(&self) -> Result<(Option<LogId>, StoredMembership), Failure> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(RAFT_META)?;
-        Ok((
-            get_meta(&meta, LAST_APPLIED)?,
-            get_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
-        ))
-    }
-
-    fn current_snapshot(&self) -> Result<Option<Snapshot>, Failure> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(RAFT_META)?;
-        let Some(snap_meta) = get_meta::<SnapshotMeta, _>(&meta, SNAPSHOT_META)? else {
-            return Ok(None);
-        };
-        let data = meta
-            .get(SNAPSHOT_DATA)?
-            .ok_or_else(|| Failure::Corrupt("snapshot metadata without snapshot data".into()))?
-            .value()
-            .to_vec();
-        Ok(Some(Snapshot {
-            meta: snap_meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
-    }
-
-    /// Copies the state machine as of one read transaction (redb's MVCC gives a consistent
-    /// view while applies continue) and records it as the current snapshot.
-    fn build(db: &Database) -> Result<Snapshot, Failure> {
-        let txn = db.begin_read()?;
-        let meta = txn.open_table(RAFT_META)?;
-        let last_applied: Option<LogId> = get_meta(&meta, LAST_APPLIED)?;
-        let membership: StoredMembership = get_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default();
-        let mut tables = Vec::new();
-        for def in store::SM_TABLES {
-            let table = txn.open_table(def)?;
-            let mut rows = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                rows.push((k.value().to_string(), serde_bytes::ByteBuf::from(v.value())));
-            }
-            tables.push(SnapshotTable {
-                name: redb::TableHandle::name(&def).to_string(),
-                rows,
-            });
-        }
-        drop(txn);
-        let data = codec::encode(
-            "snapshot",
-            &SnapshotPayload {
-                last_applied,
-                membership: membership.clone(),
-                tables,
-            },
-        )?;
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, uuid::Uuid::new_v4()),
-            None => format!("0-0-{}", uuid::Uuid::new_v4()),
-        };
-        let snap_meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-
-        let wtxn = durable_write(db)?;
-        {
-            let mut meta = wtxn.open_table(RAFT_META)?;
-            // A snapshot installed from the leader meanwhile may be newer: never go back.
-            let existing: Option<SnapshotMeta> = get_meta(&meta, SNAPSHOT_META)?;
-            if existing.is_none_or(|m| m.last_log_id <= snap_meta.last_log_id) {
-                put_meta(&mut meta, SNAPSHOT_META, &snap_meta)?;
-                meta.insert(SNAPSHOT_DATA, data.as_slice())?;
-            }
-        }
-        wtxn.commit()?;
-        Ok(Snapshot {
-            meta: snap_meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
-
-    /// Replaces every state-machine table with the snapshot's, in one transaction; returns the
-    /// new revision.
-    fn install(db: &Database, meta: SnapshotMeta, data: Vec<u8>) -> Result<u64, Failure> {
-        let payload: SnapshotPayload = codec::decode("snapshot", &data)?;
-        if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
-            return Err(Failure::Corrupt(format!(
-                "snapshot {} carries applied state {:?} that does not match its metadata",
-                meta.snapshot_id, payload.last_applied
-            )));
-        }
-        // Check every table name before touching anything: a snapshot from a newer version
-        // with a table we do not know must not half-replace the state.
-        let mut defs = Vec::new();
-        for table in &payload.tables {
-            let def = store::SM_TABLES
-                .into_iter()
-                .find(|d| redb::TableHandle::name(d) == table.name)
-                .ok_or_else(|| {
-                    Failure::Corrupt(format!("snapshot has unknown table {:?}", table.name))
-                })?;
-            defs.push(def);
-        }
-        let txn = durable_write(db)?;
-        for def in store::SM_TABLES {
-            txn.delete_table(def)?;
-            txn.open_table(def)?;
-        }
-        for (def, table) in defs.into_iter().zip(&payload.tables) {
-            let mut t = txn.open_table(def)?;
-            for (k, v) in &table.rows {
-                t.insert(k.as_str(), v.as_slice())?;
-            }
-        }
-        let revision = store::revision(&txn.open_table(store::META)?)?;
-        {
-            let mut raft_meta = txn.open_table(RAFT_META)?;
-            put_meta(&mut raft_meta, LAST_APPLIED, &meta.last_log_id)?;
-            put_meta(&mut raft_meta, LAST_MEMBERSHIP, &meta.last_membership)?;
-            put_meta(&mut raft_meta, SNAPSHOT_META, &meta)?;
-            raft_meta.insert(SNAPSHOT_DATA, data.as_slice())?;
-        }
-        txn.commit()?;
-        Ok(revision)
-    }
-}
-
-/// Applies a batch in one transaction together with its bookkeeping; returns the results in
-/// entry order and the watch events to publish once committed.
-fn apply_batch(
-    db: &Database,
-    entries: Vec<Entry>,
-) -> Result<(Vec<CommandResult>, Vec<edge_api::wire::WatchEvent>), Failure> {
-    let txn = durable_write(db)?;
-    let mut membership: Option<StoredMembership> = None;
-    let mut last_applied = None;
-    let mut results = Vec::with_capacity(entries.len());
-    let mut events = Vec::new();
-    for entry in entries {
-        last_applied = Some(entry.log_id);
-        match entry.payload {
-            EntryPayload::Blank => results.push(CommandResult::Nothing),
-            EntryPayload::Normal(cmd) => {
-                let (result, evs) = store::apply(&txn, entry.log_id.index, &cmd)?;
-                results.push(result);
-                events.extend(evs);
-            }
-            EntryPayload::Membership(m) => {
-                membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                results.push(CommandResult::Nothing);
-            }
-        }
-    }
-    {
-        let mut meta = txn.open_table(RAFT_META)?;
-        if last_applied.is_some() {
-            put_meta(&mut meta, LAST_APPLIED, &last_applied)?;
-        }
-        if let Some(m) = &membership {
-            put_meta(&mut meta, LAST_MEMBERSHIP, m)?;
-        }
-    }
-    txn.commit()?;
-    Ok((results, events))
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for RedbStateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let db = self.db.clone();
-        blocking(move || RedbStateMachine::build(&db))
-            .await
-            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for RedbStateMachine {
-    type SnapshotBuilder = RedbStateMachine;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        self.applied()
-            .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Read))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let db = self.db.clone();
-        let (results, events) = blocking(move || apply_batch(&db, entries))
-            .await
-            .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
-        // Watchers only ever see committed changes.
-        self.hub.publish(events);
-        Ok(results)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let owned_meta = meta.clone();
-        let data = snapshot.into_inner();
-        let revision = blocking(move || RedbStateMachine::install(&db, owned_meta, data))
-            .await
-            .map_err(sto(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-            ))?;
-        // The whole state was replaced: history no longer describes it, watchers must relist.
-        self.hub.reset(revision);
-        Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.current_snapshot()
-            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))
     }
 }

@@ -21,8 +21,10 @@ fn node(name: &str, cpu: &str, mem: &str, labels: &[(&str, &str)], ready: bool) 
 fn pod(name: &str, cpu: &str, mem: &str, on: Option<&str>) -> Pod {
     let mut p = Pod::default();
     p.metadata.name = name.into();
-    let mut c = edge_api::Container::default();
-    c.name = "main".into();
+    let mut c = edge_api::Container {
+        name: "main".into(),
+        ..Default::default()
+    };
     if !cpu.is_empty() {
         c.resources.requests.insert("cpu".into(), cpu.into());
     }

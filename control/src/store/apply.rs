@@ -20,6 +20,9 @@ pub enum Precondition {
     Revision(u64),
 }
 
+// Commands are short-lived (built, encoded into the log, applied), so boxing the large
+// variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Command {
     Put {
