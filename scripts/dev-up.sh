@@ -7,6 +7,6 @@ cd "$root"
 echo "==> building the example components (wasm32-wasip2)"
 scripts/build-modules.sh
 echo "==> installing edgectl and edged (release build; the first one takes a few minutes)"
-cargo install --locked --path . --root "${CARGO_HOME:-$HOME/.cargo}" --force
+cargo install --locked --path . --target-dir "$root/target" --root "${CARGO_HOME:-$HOME/.cargo}" --force
 echo "==> starting edged server (Ctrl-C to stop; state in ${EDGE_DATA_DIR:-$HOME/.edge/server})"
 exec "${CARGO_HOME:-$HOME/.cargo}/bin/edged" server "$@"
