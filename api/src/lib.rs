@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod configdata;
 pub mod manifest;
 pub mod meta;
 pub mod object;
@@ -13,7 +14,9 @@ pub mod selector;
 pub mod tls;
 pub mod validation;
 pub mod wire;
+pub mod workload;
 
+pub use configdata::{ConfigMap, Secret};
 pub use meta::{Condition, ObjectMeta, OwnerReference};
 pub use object::{Kind, Namespace, Node, NodeSpec, NodeStatus, Object, ObjectKey};
 pub use pod::{Container, ContainerState, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus};

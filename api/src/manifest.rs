@@ -107,6 +107,8 @@ pub fn object_from_value(mut doc: serde_json::Value) -> Result<Object, String> {
         Kind::Pod => Object::Pod(typed_from::<Pod>(doc).map_err(typed)?),
         Kind::Node => Object::Node(typed_from::<Node>(doc).map_err(typed)?),
         Kind::Namespace => Object::Namespace(typed_from::<Namespace>(doc).map_err(typed)?),
+        Kind::ConfigMap => Object::ConfigMap(typed_from(doc).map_err(typed)?),
+        Kind::Secret => Object::Secret(typed_from(doc).map_err(typed)?),
     })
 }
 

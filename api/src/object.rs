@@ -1,5 +1,6 @@
 //! The closed set of object kinds, the `Object` sum type that carries any of them, and storage keys.
 
+use crate::configdata::{ConfigMap, Secret};
 use crate::meta::{Condition, ObjectMeta};
 use crate::pod::Pod;
 use serde::{Deserialize, Serialize};
@@ -10,13 +11,21 @@ pub enum Kind {
     Namespace,
     Node,
     Pod,
+    ConfigMap,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Namespace, Kind::Node, Kind::Pod];
+    pub const ALL: [Kind; 5] = [
+        Kind::Namespace,
+        Kind::Node,
+        Kind::Pod,
+        Kind::ConfigMap,
+        Kind::Secret,
+    ];
 
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Pod)
+        matches!(self, Kind::Pod | Kind::ConfigMap | Kind::Secret)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -24,6 +33,8 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Node => "Node",
             Kind::Pod => "Pod",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -33,6 +44,8 @@ impl Kind {
             Kind::Namespace => "namespaces",
             Kind::Node => "nodes",
             Kind::Pod => "pods",
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -44,6 +57,8 @@ impl Kind {
                 Kind::Namespace => "ns",
                 Kind::Node => "no",
                 Kind::Pod => "po",
+                Kind::ConfigMap => "cm",
+                Kind::Secret => "secret",
             };
             l == k.as_str().to_ascii_lowercase() || l == k.plural() || l == short
         })
@@ -188,6 +203,8 @@ pub enum Object {
     Namespace(Namespace),
     Node(Node),
     Pod(Pod),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
 }
 
 macro_rules! each_variant {
@@ -196,6 +213,8 @@ macro_rules! each_variant {
             Object::Namespace($o) => $body,
             Object::Node($o) => $body,
             Object::Pod($o) => $body,
+            Object::ConfigMap($o) => $body,
+            Object::Secret($o) => $body,
         }
     };
 }
@@ -206,6 +225,8 @@ impl Object {
             Object::Namespace(_) => Kind::Namespace,
             Object::Node(_) => Kind::Node,
             Object::Pod(_) => Kind::Pod,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -256,6 +277,12 @@ impl Object {
         }
         match (self, other) {
             (Object::Namespace(_), Object::Namespace(_)) => true,
+            (Object::ConfigMap(x), Object::ConfigMap(y)) => {
+                x.data == y.data && x.binary_data == y.binary_data
+            }
+            (Object::Secret(x), Object::Secret(y)) => {
+                x.type_ == y.type_ && x.data == y.data && x.string_data == y.string_data
+            }
             (Object::Node(x), Object::Node(y)) => x.spec == y.spec,
             (Object::Pod(x), Object::Pod(y)) => {
                 let mut xs = x.spec.clone();

@@ -1,6 +1,7 @@
 //! The Pod: a group of WebAssembly components scheduled together on one node.
 
 use crate::meta::{Condition, ObjectMeta};
+pub use crate::workload::{EnvVarSource, KeySelector, Probe, Volume, VolumeMount};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct PodSpec {
     pub node_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +59,18 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
     #[serde(default)]
     pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// Where the component may connect (TCP and outgoing HTTP): `host:port`, `host:*` or `*`.
+    /// Everything else is denied; listening is allowed only on the declared `ports`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -64,6 +79,8 @@ pub struct EnvVar {
     pub name: String,
     #[serde(default)]
     pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -216,17 +233,46 @@ impl Pod {
             }
         }
         if self.status.phase.is_terminal() {
-            if let Some(t) = self
+            // The first failing component's code explains a failure; all-zero means success.
+            let codes = self
                 .status
                 .container_statuses
                 .iter()
-                .filter_map(|c| c.state.terminated.as_ref())
-                .find(|t| t.exit_code != 0)
+                .filter_map(|c| c.state.terminated.as_ref());
+            if let Some(code) = codes
+                .clone()
+                .map(|t| t.exit_code)
+                .find(|c| *c != 0)
+                .or_else(|| codes.map(|t| t.exit_code).next())
             {
-                return format!("{} (exit {})", self.status.phase, t.exit_code);
+                return format!("{} (exit {code})", self.status.phase);
             }
         }
         self.status.phase.to_string()
+    }
+
+    /// Whether the pod uses the ConfigMap or Secret `name` (as a volume or an env source).
+    pub fn references(&self, kind: crate::Kind, name: &str) -> bool {
+        let in_volumes = self.spec.volumes.iter().any(|v| match kind {
+            crate::Kind::ConfigMap => v.config_map.as_ref().is_some_and(|c| c.name == name),
+            crate::Kind::Secret => v.secret.as_ref().is_some_and(|s| s.secret_name == name),
+            _ => false,
+        });
+        let in_env = self
+            .spec
+            .containers
+            .iter()
+            .flat_map(|c| &c.env)
+            .filter_map(|e| e.value_from.as_ref())
+            .any(|src| {
+                let r = match kind {
+                    crate::Kind::ConfigMap => src.config_map_key_ref.as_ref(),
+                    crate::Kind::Secret => src.secret_key_ref.as_ref(),
+                    _ => None,
+                };
+                r.is_some_and(|r| r.name == name)
+            });
+        in_volumes || in_env
     }
 
     pub fn restarts(&self) -> u32 {

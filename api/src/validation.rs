@@ -119,6 +119,16 @@ pub fn validate(obj: &Object) -> Result<(), ValidationError> {
         Object::Pod(p) => validate_pod(p).map_err(|(f, m)| fail(&f, m)),
         Object::Namespace(_) => dns1123_label(&meta.name).map_err(|m| fail("metadata.name", m)),
         Object::Node(_) => Ok(()),
+        Object::ConfigMap(cm) => validate_data_keys(cm.data.keys().chain(cm.binary_data.keys()))
+            .and_then(|_| {
+                cm.entries()
+                    .map(|_| ())
+                    .map_err(|m| ("binaryData".into(), m))
+            })
+            .map_err(|(f, m)| fail(&f, m)),
+        Object::Secret(sec) => validate_data_keys(sec.data.keys().chain(sec.string_data.keys()))
+            .and_then(|_| sec.entries().map(|_| ()).map_err(|m| ("data".into(), m)))
+            .map_err(|(f, m)| fail(&f, m)),
     }
 }
 
@@ -148,6 +158,7 @@ fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
                 ));
             }
         }
+        validate_container_extras(pod, c).map_err(|(f, m)| (field(&f), m))?;
         for (section, map) in [
             ("requests", &c.resources.requests),
             ("limits", &c.resources.limits),
@@ -164,9 +175,121 @@ fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
             }
         }
     }
+    validate_volumes(pod)?;
     for (k, v) in &pod.spec.node_selector {
         label_key(k).map_err(|m| (format!("spec.nodeSelector[{k:?}]"), m))?;
         label_value(v).map_err(|m| (format!("spec.nodeSelector[{k:?}]"), m))?;
+    }
+    Ok(())
+}
+
+/// Keys of ConfigMap/Secret data become file names: `[-._a-zA-Z0-9]+`, not `.` or `..`.
+fn validate_data_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), (String, String)> {
+    for k in keys {
+        let ok = !k.is_empty()
+            && k.len() <= 253
+            && k != "."
+            && k != ".."
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err((
+                format!("data[{k:?}]"),
+                "keys must be letters, digits, '-', '_' or '.' (they become file names)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_volumes(pod: &Pod) -> Result<(), (String, String)> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, v) in pod.spec.volumes.iter().enumerate() {
+        let field = |f: &str| format!("spec.volumes[{i}]{f}");
+        dns1123_label(&v.name).map_err(|m| (field(".name"), m))?;
+        if !names.insert(v.name.as_str()) {
+            return Err((
+                field(".name"),
+                format!("duplicate volume name {:?}", v.name),
+            ));
+        }
+        if v.source_count() != 1 {
+            return Err((
+                field(""),
+                "set exactly one of emptyDir, hostPath, configMap, secret".into(),
+            ));
+        }
+        if let Some(h) = &v.host_path {
+            if !h.path.starts_with('/') {
+                return Err((
+                    field(".hostPath.path"),
+                    format!("{:?} must be an absolute path", h.path),
+                ));
+            }
+        }
+        if let Some(size) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
+            crate::quantity::parse("memory", size)
+                .map_err(|e| (field(".emptyDir.sizeLimit"), e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_container_extras(pod: &Pod, c: &crate::pod::Container) -> Result<(), (String, String)> {
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        if !pod.spec.volumes.iter().any(|v| v.name == m.name) {
+            return Err((
+                format!("volumeMounts[{j}].name"),
+                format!("no volume named {:?} in spec.volumes", m.name),
+            ));
+        }
+        if !m.mount_path.starts_with('/') || m.mount_path.split('/').any(|p| p == "..") {
+            return Err((
+                format!("volumeMounts[{j}].mountPath"),
+                format!("{:?} must be an absolute path without '..'", m.mount_path),
+            ));
+        }
+    }
+    for (name, probe) in [
+        ("livenessProbe", &c.liveness_probe),
+        ("readinessProbe", &c.readiness_probe),
+        ("startupProbe", &c.startup_probe),
+    ] {
+        let Some(p) = probe else { continue };
+        let actions = usize::from(p.http_get.is_some()) + usize::from(p.tcp_socket.is_some());
+        if actions != 1 {
+            return Err((name.into(), "set exactly one of httpGet, tcpSocket".into()));
+        }
+        if p.period_seconds == 0
+            || p.timeout_seconds == 0
+            || p.failure_threshold == 0
+            || p.success_threshold == 0
+        {
+            return Err((
+                name.into(),
+                "periodSeconds, timeoutSeconds and thresholds must be at least 1".into(),
+            ));
+        }
+    }
+    for (j, e) in c.env.iter().enumerate() {
+        if let Some(src) = &e.value_from {
+            let refs = usize::from(src.config_map_key_ref.is_some())
+                + usize::from(src.secret_key_ref.is_some());
+            if refs != 1 || !e.value.is_empty() {
+                return Err((format!("env[{j}]"), "set either value or valueFrom with exactly one of configMapKeyRef, secretKeyRef".into()));
+            }
+        }
+    }
+    for (j, o) in c.outbound.iter().enumerate() {
+        let ok = o == "*"
+            || o.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && (p == "*" || p.parse::<u16>().is_ok()));
+        if !ok {
+            return Err((
+                format!("outbound[{j}]"),
+                format!("{o:?}: use host:port, host:* or *"),
+            ));
+        }
     }
     Ok(())
 }

@@ -361,3 +361,108 @@ async fn peers_without_a_valid_certificate_are_refused() {
     assert_eq!(e.api().unwrap().code, ErrorCode::Forbidden);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reads_only_the_configmaps_its_pods_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let c = admin(&s).await;
+    let addr = s.local_addr.to_string();
+    let anon = Client::connect(&addr, edge_api::tls::join_client_config(&s.token).unwrap())
+        .await
+        .unwrap();
+    let joined = anon
+        .call(&Request::Join {
+            secret: s.token.secret.clone(),
+            node_name: "n1".into(),
+        })
+        .await
+        .unwrap();
+    let Response::Joined {
+        ca_pem,
+        cert_pem,
+        key_pem,
+    } = joined
+    else {
+        panic!()
+    };
+    let node_cfg =
+        edge_api::tls::client_config(&ca_pem, &cert_pem, &key_pem, edge_api::wire::ALPN_AGENT)
+            .unwrap();
+    let node = Client::connect(&addr, node_cfg).await.unwrap();
+
+    // Register a Ready node so the scheduler binds the pod to it.
+    let mut n = edge_api::Node::default();
+    n.metadata.name = "n1".into();
+    node.call(&Request::Apply {
+        object: Object::Node(n.clone()),
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    n.status
+        .conditions
+        .push(edge_api::Condition::new("Ready", true, "AgentReady", ""));
+    n.status.allocatable.insert("cpu".into(), "2".into());
+    n.status.allocatable.insert("memory".into(), "1Gi".into());
+    node.call(&Request::UpdateStatus {
+        object: Object::Node(n),
+    })
+    .await
+    .unwrap();
+
+    for name in ["used", "unused"] {
+        let y = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
+        );
+        let obj = edge_api::manifest::parse_documents(&y, "t")
+            .unwrap()
+            .remove(0);
+        c.call(&Request::Apply {
+            object: obj,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    }
+    let y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  volumes: [{{name: cfg, configMap: {{name: used}}}}]\n  containers: [{{name: main, image: '{}', volumeMounts: [{{name: cfg, mountPath: /etc/cfg}}]}}]\n",
+        edge_api::wire::blob_digest(WASM)
+    );
+    let p = edge_api::manifest::parse_documents(&y, "t")
+        .unwrap()
+        .remove(0);
+    c.call(&Request::Apply {
+        object: p,
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    let key = ObjectKey::new(Kind::Pod, "default", "p");
+    for _ in 0..100 {
+        if let Ok(Response::Object(Object::Pod(p))) =
+            node.call(&Request::Get { key: key.clone() }).await
+        {
+            if p.spec.node_name.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let used = node
+        .call(&Request::Get {
+            key: ObjectKey::new(Kind::ConfigMap, "default", "used"),
+        })
+        .await;
+    assert!(
+        matches!(used, Ok(Response::Object(Object::ConfigMap(_)))),
+        "{used:?}"
+    );
+    let unused = node
+        .call(&Request::Get {
+            key: ObjectKey::new(Kind::ConfigMap, "default", "unused"),
+        })
+        .await;
+    assert_eq!(unused.unwrap_err().api().unwrap().code, ErrorCode::NotFound);
+    s.shutdown().await;
+}

@@ -41,6 +41,8 @@ pub fn authorize(who: &Identity, req: &Request) -> Result<Scope, ApiError> {
             match req {
                 Request::Heartbeat | Request::WhoAmI | Request::GetBlob { .. } => Ok(scope),
                 Request::Get { key } if key.kind == Kind::Pod || own_node(key.kind, &key.name) => Ok(scope),
+                // Checked against the node's pods by the handler: only what they reference.
+                Request::Get { key } if matches!(key.kind, Kind::ConfigMap | Kind::Secret) => Ok(scope),
                 Request::List { kind: Kind::Pod, .. } | Request::Watch { kind: Kind::Pod, .. } => Ok(scope),
                 Request::Apply { object, .. } if own_node(object.kind(), &object.meta().name) => Ok(scope),
                 Request::UpdateStatus { object } if matches!(object.kind(), Kind::Pod | Kind::Node) => Ok(scope),

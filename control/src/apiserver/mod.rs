@@ -161,22 +161,7 @@ async fn dispatch(
             return watch::serve(cp, scope, kind, namespace, selector, resource_version, send)
                 .await;
         }
-        Request::Logs {
-            namespace,
-            name,
-            container,
-            follow,
-            tail_lines,
-        } => {
-            let req = Request::Logs {
-                namespace,
-                name,
-                container,
-                follow,
-                tail_lines,
-            };
-            return logs::proxy(cp, req, send).await;
-        }
+        logs @ Request::Logs { .. } => return logs::proxy(cp, logs, send).await,
         Request::PutBlob { data } => put_blob(cp, data).await?,
         Request::GetBlob { digest } => get_blob(cp, &scope, &digest).await?,
         Request::Heartbeat => {

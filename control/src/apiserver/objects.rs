@@ -26,8 +26,10 @@ pub fn normalize(mut obj: Object) -> Result<Object, ApiError> {
     meta.generation = 0;
     meta.creation_timestamp = None;
     meta.deletion_timestamp = None;
-    if let Object::Pod(p) = &mut obj {
-        p.status = Default::default();
+    match &mut obj {
+        Object::Pod(p) => p.status = Default::default(),
+        Object::Secret(s) => s.normalize(),
+        _ => {}
     }
     edge_api::validation::validate(&obj).map_err(invalid)?;
     let size = edge_api::codec::encode("object", &obj)
@@ -192,7 +194,7 @@ impl ControlPlane {
     pub async fn get(&self, scope: &Scope, key: &ObjectKey) -> Result<Object, ApiError> {
         let snap = self.current().await?;
         match snap.get(key).map_err(internal)? {
-            Some(o) if scope.covers(&o) => Ok(o),
+            Some(o) if scope.covers(&o) || referenced_by_node_pods(&snap, scope, key)? => Ok(o),
             _ => Err(ApiError::not_found(key)),
         }
     }
@@ -339,6 +341,25 @@ impl ControlPlane {
         }
         Ok(())
     }
+}
+
+/// A node may read a ConfigMap or Secret only while one of its pods uses it.
+fn referenced_by_node_pods(
+    snap: &Snapshot,
+    scope: &Scope,
+    key: &ObjectKey,
+) -> Result<bool, ApiError> {
+    if !matches!(key.kind, Kind::ConfigMap | Kind::Secret) || *scope == Scope::Everything {
+        return Ok(false);
+    }
+    let pods = snap
+        .list(Kind::Pod, Some(&key.namespace))
+        .map_err(internal)?;
+    Ok(pods
+        .iter()
+        .filter(|o| scope.covers(o))
+        .filter_map(|o| o.as_pod())
+        .any(|p| p.references(key.kind, &key.name)))
 }
 
 fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {
