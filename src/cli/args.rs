@@ -33,8 +33,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// List objects as a table, or print them as YAML/JSON
     Get(GetArgs),
-    /// Show the details of pods or nodes
+    /// Show the details of objects (pods, nodes, namespaces, configmaps, secrets)
     Describe(DescribeArgs),
+    /// Create a ConfigMap or Secret from literal values, files and directories
+    Create(CreateArgs),
     /// Delete objects by name, by selector, or as listed in manifests
     Delete(DeleteArgs),
     /// Print the output of a pod's component
@@ -62,23 +64,30 @@ pub enum DryRun {
     Server,
 }
 
+/// Which objects a read command works on; shared by `get` and `describe`.
 #[derive(Args, Debug)]
-pub struct GetArgs {
-    /// KIND (pods, nodes, namespaces and their short names) or KIND/NAME
+pub struct Selection {
+    /// KIND (pods, nodes, namespaces, configmaps, secrets and their short names) or KIND/NAME
     #[arg(value_name = "KIND")]
     pub resource: String,
 
-    /// Names of objects to show; all objects when omitted
+    /// Names of objects; every object of the kind when omitted
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
 
-    /// List across all namespaces
+    /// Across all namespaces (when no name is given)
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
 
-    /// Label selector, e.g. `app=web,tier!=db`
+    /// Label selector, e.g. `app=web,tier!=db` (when no name is given)
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub selection: Selection,
 
     /// Output format
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
@@ -87,6 +96,13 @@ pub struct GetArgs {
     /// After listing, keep printing changes
     #[arg(short = 'w', long)]
     pub watch: bool,
+}
+
+impl std::ops::Deref for GetArgs {
+    type Target = Selection;
+    fn deref(&self) -> &Selection {
+        &self.selection
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,21 +115,92 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// KIND (pod or node) or KIND/NAME
-    #[arg(value_name = "KIND")]
-    pub resource: String,
+    #[command(flatten)]
+    pub selection: Selection,
+}
 
-    /// Names to describe; every object of the kind when omitted
+impl std::ops::Deref for DescribeArgs {
+    type Target = Selection;
+    fn deref(&self) -> &Selection {
+        &self.selection
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(subcommand)]
+    pub what: CreateCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreateCommand {
+    /// Create a ConfigMap: text values go to `data`, files that are not UTF-8 to `binaryData`
+    #[command(visible_alias = "cm")]
+    Configmap(CreateDataArgs),
+    /// Create a Secret
+    Secret(CreateSecretArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateSecretArgs {
+    #[command(subcommand)]
+    pub what: SecretCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Create a Secret from literal values, files and directories (values stored base64-encoded)
+    Generic(GenericSecretArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenericSecretArgs {
+    #[command(flatten)]
+    pub data: CreateDataArgs,
+
+    /// The secret's type
+    #[arg(long = "type", value_name = "TYPE", default_value = "Opaque")]
+    pub type_: String,
+}
+
+/// What `create configmap` and `create secret generic` share.
+#[derive(Args, Debug)]
+pub struct CreateDataArgs {
+    /// The object's name
     #[arg(value_name = "NAME")]
-    pub names: Vec<String>,
+    pub name: String,
 
-    /// Describe in all namespaces (when no name is given)
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    /// A key and its value, e.g. `--from-literal=level=debug` (repeatable)
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    pub literals: Vec<String>,
 
-    /// Label selector (when no name is given)
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
+    /// A file (key: its name, or KEY), or a directory whose regular files each become a key
+    /// (not recursive; symlinks and subdirectories are skipped) (repeatable)
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub files: Vec<String>,
+
+    /// `client` prints the object without contacting the server; `server` has it checked there
+    /// without storing it
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = CreateDryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: CreateDryRun,
+
+    /// Print the object instead of a `created` line
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub output: Option<CreateOutput>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateDryRun {
+    None,
+    Client,
+    Server,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateOutput {
+    Yaml,
+    Json,
+    Name,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +304,61 @@ mod tests {
         };
         assert_eq!(a.files, ["a.yaml", "-"]);
         assert_eq!(a.dry_run, DryRun::Server);
+    }
+
+    #[test]
+    fn create_configmap_and_secret_parse() {
+        let cli = Cli::try_parse_from([
+            "edgectl",
+            "create",
+            "cm",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal",
+            "b=2",
+            "--from-file=conf.d",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])
+        .unwrap();
+        let Command::Create(CreateArgs {
+            what: CreateCommand::Configmap(c),
+        }) = cli.command
+        else {
+            panic!("not create configmap")
+        };
+        assert_eq!(c.name, "cfg");
+        assert_eq!(c.literals, ["a=1", "b=2"]);
+        assert_eq!(c.files, ["conf.d"]);
+        assert_eq!(c.dry_run, CreateDryRun::Client);
+        assert_eq!(c.output, Some(CreateOutput::Yaml));
+
+        let cli = Cli::try_parse_from([
+            "edgectl",
+            "-n",
+            "prod",
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Command::Create(CreateArgs {
+            what:
+                CreateCommand::Secret(CreateSecretArgs {
+                    what: SecretCommand::Generic(g),
+                }),
+        }) = cli.command
+        else {
+            panic!("not create secret generic")
+        };
+        assert_eq!(g.type_, "Opaque");
+        assert_eq!(g.data.dry_run, CreateDryRun::Client);
+        assert_eq!(g.data.output, None);
+        assert!(Cli::try_parse_from(["edgectl", "create", "secret", "db"]).is_err());
+        assert!(Cli::try_parse_from(["edgectl", "create", "cm", "x", "--dry-run=bogus"]).is_err());
     }
 
     #[test]

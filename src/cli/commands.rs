@@ -1,5 +1,5 @@
 //! The commands that talk to the server (apply, describe, delete, logs, version) and the
-//! dispatcher; `get` lives in its own module.
+//! dispatcher; `get` and `create` live in their own modules.
 
 use crate::cli::args::{
     ApplyArgs, Cli, Command, CompletionArgs, DeleteArgs, DescribeArgs, DryRun, LogsArgs,
@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Apply(a) => apply(&ctx, a).await,
         Command::Get(g) => get::run(&ctx, g).await,
         Command::Describe(d) => describe(&ctx, d).await,
+        Command::Create(c) => crate::cli::create::run(&ctx, c).await,
         Command::Delete(d) => delete(&ctx, d).await,
         Command::Logs(l) => logs(&ctx, l).await,
         Command::Version(v) => version(&ctx, v).await,
@@ -207,6 +208,8 @@ async fn describe(ctx: &Ctx, args: DescribeArgs) -> Result<()> {
             Object::Pod(p) => describe::describe_pod(p),
             Object::Node(n) => describe::describe_node(n, &pods, Utc::now()),
             Object::Namespace(ns) => describe::describe_namespace(ns),
+            Object::ConfigMap(cm) => describe::describe_configmap(cm),
+            Object::Secret(sec) => describe::describe_secret(sec),
         })
         .collect();
     print_out(&texts.join("\n\n"))?;

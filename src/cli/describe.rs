@@ -1,4 +1,13 @@
-//! `edgectl describe`: kubectl-like `Key:  value` blocks for pods and nodes, as pure functions.
+//! `edgectl describe`: kubectl-like `Key:  value` blocks for every kind, as pure functions.
+//!
+//! The layout engine (`Doc`) and pods, nodes and namespaces are here; `workload` has the pod's
+//! volumes, probes, mounts and environment, `data` ConfigMaps and Secrets.
+
+mod data;
+mod workload;
+
+pub use data::{describe_configmap, describe_secret};
+pub use workload::{env_value, probe_line};
 
 use crate::cli::render::{self, age, node_roles};
 use chrono::{DateTime, Local, Utc};
@@ -224,6 +233,7 @@ pub fn describe_pod(p: &Pod) -> String {
         container(&mut d, c, status);
     }
     conditions(&mut d, &p.status.conditions, false);
+    workload::volumes(&mut d, &p.spec.volumes);
     d.render()
 }
 
@@ -281,14 +291,10 @@ fn container(d: &mut Doc, c: &Container, status: Option<&ContainerStatus>) {
     d.pair(4, "Restart Count", restarts.to_string());
     d.section(4, "Limits", &c.resources.limits);
     d.section(4, "Requests", &c.resources.requests);
-    if c.env.is_empty() {
-        d.pair(4, "Environment", "<none>");
-    } else {
-        d.pair(4, "Environment", "");
-        for e in &c.env {
-            d.pair(6, &e.name, e.value.clone());
-        }
-    }
+    workload::probes(d, c);
+    workload::environment(d, c);
+    workload::mounts(d, c);
+    workload::outbound(d, c);
 }
 
 /// `edgectl describe node`, with the pods bound to it (`pods` may hold pods of other nodes;

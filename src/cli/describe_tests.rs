@@ -9,6 +9,7 @@ fn pod_description_has_the_usual_blocks() {
     p.spec.containers[0].env = vec![edge_api::pod::EnvVar {
         name: "GREETING".into(),
         value: "hi".into(),
+        ..Default::default()
     }];
     p.metadata.labels.insert("tier".into(), "web".into());
     let s = describe_pod(&p);
@@ -104,4 +105,207 @@ fn node_description_lists_capacity_info_and_its_pods() {
     }
     assert!(!s.contains("elsewhere") && !s.contains("done"), "{s}");
     assert!(s.contains("  Ready   True     "), "{s}");
+}
+
+#[test]
+fn pod_description_shows_volumes_mounts_probes_env_refs_and_outbound() {
+    use edge_api::pod::{EnvVar, EnvVarSource, KeySelector, Probe, Volume, VolumeMount};
+    use edge_api::workload::{
+        ConfigMapSource, EmptyDirSource, HostPathSource, HttpGetAction, SecretSource,
+        TcpSocketAction,
+    };
+    let mut p = running_pod();
+    p.spec.volumes = vec![
+        Volume {
+            name: "cache".into(),
+            empty_dir: Some(EmptyDirSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapSource {
+                name: "app-config".into(),
+                optional: false,
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "creds".into(),
+            secret: Some(SecretSource {
+                secret_name: "db".into(),
+                optional: true,
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "host".into(),
+            host_path: Some(HostPathSource {
+                path: "/var/data".into(),
+                type_: "Directory".into(),
+            }),
+            ..Default::default()
+        },
+    ];
+    let c = &mut p.spec.containers[0];
+    c.volume_mounts = vec![
+        VolumeMount {
+            name: "cfg".into(),
+            mount_path: "/etc/app".into(),
+            read_only: true,
+        },
+        VolumeMount {
+            name: "cache".into(),
+            mount_path: "/cache".into(),
+            read_only: false,
+        },
+    ];
+    c.liveness_probe = Some(Probe {
+        http_get: Some(HttpGetAction {
+            path: "/healthz".into(),
+            port: 8080,
+            host: None,
+        }),
+        ..Default::default()
+    });
+    c.readiness_probe = Some(Probe {
+        tcp_socket: Some(TcpSocketAction {
+            port: 5432,
+            host: Some("::1".into()),
+        }),
+        initial_delay_seconds: 5,
+        ..Default::default()
+    });
+    c.env = vec![
+        EnvVar {
+            name: "LEVEL".into(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(KeySelector {
+                    name: "app-config".into(),
+                    key: "level".into(),
+                    optional: false,
+                }),
+                secret_key_ref: None,
+            }),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "DB_PASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: None,
+                secret_key_ref: Some(KeySelector {
+                    name: "db".into(),
+                    key: "password".into(),
+                    optional: true,
+                }),
+            }),
+            ..Default::default()
+        },
+    ];
+    c.outbound = vec!["api.example.com:443".into(), "db:*".into()];
+    let s = describe_pod(&p);
+    for want in [
+        "    Liveness:       http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3",
+        "    Readiness:      tcp-socket [::1]:5432 delay=5s timeout=1s period=10s #success=1 #failure=3",
+        "    Environment:",
+        "      LEVEL:        <set to the key 'level' of config map 'app-config'>  Optional: false",
+        "      DB_PASSWORD:  <set to the key 'password' in secret 'db'>  Optional: true",
+        "    Mounts:",
+        "      /etc/app from cfg (ro)",
+        "      /cache from cache (rw)",
+        "    Outbound:       api.example.com:443, db:*",
+        "    Mounts:         <none>",
+        "    Outbound:       <none> (all outbound connections denied)",
+        "Volumes:",
+        "  cache:",
+        "    Type:       EmptyDir (a temporary directory that shares a pod's lifetime)",
+        "    SizeLimit:  <unset>",
+        "  cfg:",
+        "    Type:      ConfigMap (a volume populated by a ConfigMap)",
+        "    Name:      app-config",
+        "    Optional:  false",
+        "  creds:",
+        "    Type:        Secret (a volume populated by a Secret)",
+        "    SecretName:  db",
+        "    Optional:    true",
+        "  host:",
+        "    Type:          HostPath (bare host directory volume)",
+        "    Path:          /var/data",
+        "    HostPathType:  Directory",
+    ] {
+        assert!(s.lines().any(|l| l == want), "missing {want:?} in\n{s}");
+    }
+    assert!(!s.contains("Startup:"), "{s}");
+    assert!(describe_pod(&running_pod()).contains("\nVolumes:  <none>\n"));
+}
+
+#[test]
+fn configmap_description_shows_keys_and_values() {
+    let mut cm = edge_api::ConfigMap {
+        metadata: meta("app-config", "default", 60),
+        ..Default::default()
+    };
+    cm.data.insert("level".into(), "debug".into());
+    cm.data.insert("app.conf".into(), "a = 1\nb = 2\n".into());
+    cm.data.insert("evil".into(), "\u{1b}[2J".into());
+    cm.binary_data.insert(
+        "logo.bin".into(),
+        edge_api::configdata::encode_base64(&[0, 1, 2]),
+    );
+    let s = describe_configmap(&cm);
+    assert!(
+        s.starts_with("Name:         app-config\nNamespace:    default\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\nData\n====\napp.conf:\n----\na = 1\nb = 2\n\nevil:\n----\n\\u{1b}[2J\n\nlevel:\n----\ndebug\n"),
+        "{s}"
+    );
+    assert!(
+        s.ends_with("\nBinaryData\n====\nlogo.bin:  3 bytes\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn secret_description_never_prints_values() {
+    let mut sec = edge_api::Secret {
+        metadata: meta("db", "prod", 60),
+        type_: "Opaque".into(),
+        ..Default::default()
+    };
+    sec.data.insert(
+        "password".into(),
+        edge_api::configdata::encode_base64(b"hunter2"),
+    );
+    sec.data.insert(
+        "username".into(),
+        edge_api::configdata::encode_base64(b"admin"),
+    );
+    sec.data.insert("broken".into(), "***".into());
+    sec.string_data
+        .insert("token".into(), "s3cr3t-token".into());
+    let s = describe_secret(&sec);
+    for want in [
+        "Name:         db",
+        "Namespace:    prod",
+        "Type:  Opaque",
+        "Data",
+        "====",
+        "broken:    <not valid base64>",
+        "password:  7 bytes",
+        "token:     12 bytes",
+        "username:  5 bytes",
+    ] {
+        assert!(s.lines().any(|l| l == want), "missing {want:?} in\n{s}");
+    }
+    for secret in [
+        "hunter2",
+        "aHVudGVyMg==",
+        "admin",
+        "YWRtaW4=",
+        "s3cr3t-token",
+        "***",
+    ] {
+        assert!(!s.contains(secret), "{secret:?} leaked in\n{s}");
+    }
 }

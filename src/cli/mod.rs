@@ -1,11 +1,12 @@
 //! `edgectl`'s implementation: argument types, connection, commands and the pure rendering they use.
 //!
-//! Rendering and manifest handling are pure functions over objects (unit-tested here); only
-//! `commands`, `get` and `connect` talk to a server.
+//! Rendering, manifest handling and building objects for `create` are pure functions (unit-tested
+//! here); only `commands`, `get`, `create` and `connect` talk to a server.
 
 pub mod args;
 pub mod commands;
 pub mod connect;
+pub mod create;
 pub mod describe;
 pub mod get;
 pub mod manifests;
@@ -51,12 +52,14 @@ impl std::fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// Turns a wire error into a `ServerError` when the server answered with one; for a request
-/// about `key`, a NotFound is phrased the kubectl way (`pods "x" not found`).
+/// about `key`, NotFound and AlreadyExists are phrased the kubectl way (`pods "x" not found`,
+/// `configmaps "x" already exists`).
 pub fn server_error(e: WireError, key: Option<&ObjectKey>) -> anyhow::Error {
     match e {
         WireError::Api(api) => {
             let message = match key {
                 Some(k) if api.code == ErrorCode::NotFound => not_found_message(k),
+                Some(k) if api.code == ErrorCode::AlreadyExists => already_exists_message(k),
                 _ => api.message,
             };
             ServerError {
@@ -72,6 +75,11 @@ pub fn server_error(e: WireError, key: Option<&ObjectKey>) -> anyhow::Error {
 /// `pods "x" not found`, the phrase kubectl users grep for.
 pub fn not_found_message(key: &ObjectKey) -> String {
     format!("{} \"{}\" not found", key.kind.plural(), key.name)
+}
+
+/// `configmaps "x" already exists`, as kubectl words it.
+pub fn already_exists_message(key: &ObjectKey) -> String {
+    format!("{} \"{}\" already exists", key.kind.plural(), key.name)
 }
 
 /// True when `e` is the server saying the object does not exist.
@@ -207,6 +215,15 @@ mod tests {
         assert_eq!(
             error_line(&e),
             "Error from server (NotFound): pods \"x\" not found"
+        );
+        let key = ObjectKey::new(Kind::ConfigMap, "default", "cfg");
+        let wire = WireError::Api(edge_api::wire::ApiError::new(
+            ErrorCode::AlreadyExists,
+            "ConfigMap \"default/cfg\" already exists",
+        ));
+        assert_eq!(
+            error_line(&server_error(wire, Some(&key))),
+            "Error from server (AlreadyExists): configmaps \"cfg\" already exists"
         );
         let e = e.context("while deleting");
         assert!(error_line(&e).starts_with("error: while deleting: Error from server"));

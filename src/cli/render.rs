@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use comfy_table::{presets, CellAlignment, Table};
-use edge_api::{Kind, Namespace, Node, Object, Pod};
+use edge_api::{ConfigMap, Kind, Namespace, Node, Object, Pod, Secret};
 
 /// Label prefix that gives a node its ROLES column (`node-role.edge.dev/gateway`).
 pub const NODE_ROLE_PREFIX: &str = "node-role.edge.dev/";
@@ -174,6 +174,8 @@ pub fn headers(kind: Kind, cols: Columns) -> Vec<&'static str> {
             }
         }
         Kind::Namespace => h.extend(["NAME", "STATUS", "AGE"]),
+        Kind::ConfigMap => h.extend(["NAME", "DATA", "AGE"]),
+        Kind::Secret => h.extend(["NAME", "TYPE", "DATA", "AGE"]),
     }
     h
 }
@@ -188,6 +190,17 @@ pub fn row(obj: &Object, cols: Columns, now: DateTime<Utc>) -> Vec<String> {
         Object::Pod(p) => r.extend(pod_cells(p, cols.wide, now)),
         Object::Node(n) => r.extend(node_cells(n, cols.wide, now)),
         Object::Namespace(ns) => r.extend(namespace_cells(ns, now)),
+        Object::ConfigMap(cm) => r.extend([
+            cm.metadata.name.clone(),
+            configmap_keys(cm).to_string(),
+            age(cm.metadata.creation_timestamp, now),
+        ]),
+        Object::Secret(s) => r.extend([
+            s.metadata.name.clone(),
+            s.type_.clone(),
+            secret_keys(s).to_string(),
+            age(s.metadata.creation_timestamp, now),
+        ]),
     }
     r
 }
@@ -310,6 +323,20 @@ fn namespace_cells(ns: &Namespace, now: DateTime<Utc>) -> Vec<String> {
         status,
         age(ns.metadata.creation_timestamp, now),
     ]
+}
+
+/// The DATA column of a ConfigMap: its keys in `data` and `binaryData`.
+pub fn configmap_keys(cm: &ConfigMap) -> usize {
+    cm.data.len() + cm.binary_data.len()
+}
+
+/// The DATA column of a Secret: its keys (a `stringData` key not yet folded in counts once).
+pub fn secret_keys(s: &Secret) -> usize {
+    s.data.len()
+        + s.string_data
+            .keys()
+            .filter(|k| !s.data.contains_key(*k))
+            .count()
 }
 
 /// A whole table for objects of one kind.

@@ -203,3 +203,57 @@ fn yaml_and_json_single_and_list() {
     let empty: serde_json::Value = serde_json::from_str(&to_json(&[], true).unwrap()).unwrap();
     assert_eq!(empty["items"], serde_json::json!([]));
 }
+
+#[test]
+fn configmap_and_secret_rows() {
+    let mut cm = edge_api::ConfigMap {
+        metadata: meta("app-config", "default", 90),
+        ..Default::default()
+    };
+    cm.data.insert("a".into(), "1".into());
+    cm.data.insert("b".into(), "2".into());
+    cm.binary_data.insert("logo".into(), "AAE=".into());
+    let cols = Columns::default();
+    assert_eq!(headers(Kind::ConfigMap, cols), ["NAME", "DATA", "AGE"]);
+    assert_eq!(
+        row(&Object::ConfigMap(cm.clone()), cols, now()),
+        ["app-config", "3", "90s"]
+    );
+
+    let mut s = edge_api::Secret {
+        metadata: meta("db", "prod", 7200),
+        type_: "Opaque".into(),
+        ..Default::default()
+    };
+    s.data.insert("password".into(), "aHVudGVyMg==".into());
+    s.string_data.insert("password".into(), "new".into());
+    s.string_data.insert("user".into(), "admin".into());
+    assert_eq!(headers(Kind::Secret, cols), ["NAME", "TYPE", "DATA", "AGE"]);
+    let all = Columns {
+        wide: false,
+        namespace: true,
+    };
+    assert_eq!(
+        headers(Kind::Secret, all),
+        ["NAMESPACE", "NAME", "TYPE", "DATA", "AGE"]
+    );
+    let secret = Object::Secret(s);
+    assert_eq!(
+        row(&secret, all, now()),
+        ["prod", "db", "Opaque", "2", "120m"]
+    );
+    let table = objects_table(Kind::Secret, std::slice::from_ref(&secret), cols, now());
+    assert_eq!(
+        table,
+        "NAME   TYPE     DATA   AGE\ndb     Opaque   2      120m\n"
+    );
+    assert_eq!(object_name(&secret), "secret/db");
+    assert_eq!(object_name(&Object::ConfigMap(cm)), "configmap/app-config");
+    // -o yaml shows secret data base64-encoded, as kubectl does.
+    let y = to_yaml(std::slice::from_ref(&secret), false).unwrap();
+    assert!(y.contains("password: aHVudGVyMg=="), "{y}");
+    assert!(
+        y.contains("type: Opaque") && y.contains("kind: Secret"),
+        "{y}"
+    );
+}
