@@ -39,21 +39,34 @@ fn ms(d: Duration) -> String {
 }
 
 /// Records the first moment each pod is seen Running, from a watch in this process.
-fn watch_running(config: edge_api::config::ClientConfigFile) -> Arc<Mutex<HashMap<String, Instant>>> {
+fn watch_running(
+    config: edge_api::config::ClientConfigFile,
+) -> Arc<Mutex<HashMap<String, Instant>>> {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let out = seen.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
             let quic = config.quic_config(edge_api::wire::ALPN_API).expect("tls");
-            let client = Client::connect(&config.server, quic).await.expect("connect");
-            let req = Request::Watch { kind: Kind::Pod, namespace: None, selector: None, resource_version: None };
+            let client = Client::connect(&config.server, quic)
+                .await
+                .expect("connect");
+            let req = Request::Watch {
+                kind: Kind::Pod,
+                namespace: None,
+                selector: None,
+                resource_version: None,
+            };
             let mut stream = client.stream(&req).await.expect("watch");
             while let Ok(Some(Response::Event(ev))) = stream.next().await {
                 if let Object::Pod(p) = ev.object {
                     if p.status.phase == edge_api::PodPhase::Running {
                         let mut m = out.lock().expect("lock");
-                        m.entry(p.metadata.name.clone()).or_insert_with(Instant::now);
+                        m.entry(p.metadata.name.clone())
+                            .or_insert_with(Instant::now);
                     }
                 }
             }
@@ -78,7 +91,8 @@ fn edge_figures(pods: usize) -> (Vec<Duration>, u64, u64) {
     let pid = c.server.as_ref().expect("server").child.id();
     let wasm = repo().join("examples/components/ticker.wasm");
     assert!(wasm.exists(), "run scripts/build-modules.sh first");
-    let config = edge_api::config::ClientConfigFile::load(&c.home.path().join("config")).expect("config");
+    let config =
+        edge_api::config::ClientConfigFile::load(&c.home.path().join("config")).expect("config");
     let seen = watch_running(config);
 
     // Warm-up: the component is uploaded, fetched by the agent and compiled once.
@@ -122,7 +136,9 @@ fn wasmtime_figures(runs: usize) -> Option<(Vec<Duration>, u64)> {
             .spawn()
             .ok()?;
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take()?).read_line(&mut line).ok()?;
+        std::io::BufReader::new(child.stdout.take()?)
+            .read_line(&mut line)
+            .ok()?;
         let took = t0.elapsed();
         rss = rss.max(rss_kib(child.id()));
         let _ = child.kill();
@@ -137,7 +153,11 @@ fn wasmtime_figures(runs: usize) -> Option<(Vec<Duration>, u64)> {
 
 fn which_wasmtime() -> Option<std::path::PathBuf> {
     let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("wasmtime")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("wasmtime"))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         candidates.push(std::path::PathBuf::from(home).join(".cargo/bin/wasmtime"));
@@ -146,7 +166,10 @@ fn which_wasmtime() -> Option<std::path::PathBuf> {
 }
 
 fn main() {
-    let pods: usize = std::env::var("PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let pods: usize = std::env::var("PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     let (edge, idle, loaded) = edge_figures(pods);
     let peer = wasmtime_figures(20);
     println!("\n### Start latency and memory ({pods} pods, component cached)\n");
@@ -157,14 +180,29 @@ fn main() {
         let (w, ratio) = match &peer {
             Some((w, _)) => {
                 let w = percentile(w, p);
-                (ms(w), format!("{:.2}", e.as_secs_f64() / w.as_secs_f64().max(1e-9)))
+                (
+                    ms(w),
+                    format!("{:.2}", e.as_secs_f64() / w.as_secs_f64().max(1e-9)),
+                )
             }
             None => ("not installed".into(), "-".into()),
         };
         println!("| start {label}: `edgectl apply` -> Running (edge) / spawn -> first output (peer) | {} | {w} | {ratio} |", ms(e));
     }
-    let peer_rss = peer.as_ref().map(|(_, r)| format!("{} MiB (one component)", r / 1024)).unwrap_or_else(|| "-".into());
-    println!("| resident memory, idle (server + agent) | {} MiB | {peer_rss} | - |", idle / 1024);
-    println!("| resident memory, {pods} pods running | {} MiB | - | - |", loaded / 1024);
-    println!("| added memory per running pod | {} KiB | - | - |", loaded.saturating_sub(idle) / pods.max(1) as u64);
+    let peer_rss = peer
+        .as_ref()
+        .map(|(_, r)| format!("{} MiB (one component)", r / 1024))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "| resident memory, idle (server + agent) | {} MiB | {peer_rss} | - |",
+        idle / 1024
+    );
+    println!(
+        "| resident memory, {pods} pods running | {} MiB | - | - |",
+        loaded / 1024
+    );
+    println!(
+        "| added memory per running pod | {} KiB | - | - |",
+        loaded.saturating_sub(idle) / pods.max(1) as u64
+    );
 }
