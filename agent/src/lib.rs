@@ -13,13 +13,22 @@
 //! ```
 
 mod blobs;
+mod configsource;
+mod container;
 mod credentials;
+mod env;
+mod httppod;
 mod localstore;
 mod logs;
 mod logserve;
 pub mod node;
+#[cfg(test)]
+mod pod_tests;
+mod probes;
+pub mod sandbox;
 mod session;
 mod supervisor;
+mod volumes;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -28,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use edge_api::PodPhase;
+pub use sandbox::{AllocatorKind, HttpLimits};
 pub use worker::Backoff;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +74,11 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     pub max_pods: u32,
     pub restart_backoff: Backoff,
+    /// Per-request limits of HTTP components.
+    pub http_limits: HttpLimits,
+    /// Cap on each container's stdout+stderr bytes per second (protects flash storage);
+    /// `None` for the runtime's default (`edge_runtime::DEFAULT_OUTPUT_BYTES_PER_SEC`).
+    pub output_bytes_per_sec: Option<u64>,
 }
 
 impl AgentConfig {
@@ -77,6 +92,8 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(5),
             max_pods: node::DEFAULT_MAX_PODS,
             restart_backoff: Backoff::default(),
+            http_limits: HttpLimits::default(),
+            output_bytes_per_sec: None,
         }
     }
 
@@ -99,6 +116,8 @@ pub(crate) struct Shared {
     pub store: localstore::LocalStore,
     pub supervisor: supervisor::Supervisor,
     pub logs: logs::LogStore,
+    /// How the runtime allocates instances, reported as a node condition.
+    pub allocator: AllocatorKind,
 }
 
 /// A running agent. Dropping it leaves the tasks running; call `shutdown` to stop pods.
@@ -129,6 +148,7 @@ impl Agent {
         let client: blobs::ClientSlot = Default::default();
         let store = localstore::LocalStore::open(&dir.join("agent.redb"))?;
         let logs = logs::LogStore::new(dir.join("logs"));
+        let allocator = sandbox::allocator(&runtime);
         let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel();
         let ctx = worker::WorkerContext {
             runtime,
@@ -136,6 +156,10 @@ impl Agent {
             logs: logs.clone(),
             backoff: config.restart_backoff.clone(),
             status_tx,
+            config: configsource::ConfigSource::new(client.clone(), store.clone()),
+            pods_dir: dir.join("pods"),
+            http: config.http_limits.clone(),
+            output_bytes_per_sec: config.output_bytes_per_sec,
         };
         let supervisor = supervisor::Supervisor::new(ctx, store.clone());
         let known = store.pods()?;
@@ -153,6 +177,7 @@ impl Agent {
             store,
             supervisor,
             logs,
+            allocator,
         });
         let tasks = vec![
             tokio::spawn(session::run(shared.clone())),

@@ -1,5 +1,7 @@
-//! This machine as a Node object: name, labels, capacity (cpu, memory, pods) and system info.
+//! This machine as a Node object: name, labels, capacity (cpu, memory, pods), system info,
+//! and how the runtime allocates instances (the `PoolingAllocator` condition).
 
+use crate::sandbox::AllocatorKind;
 use edge_api::meta::Condition;
 use edge_api::{Node, NodeStatus};
 use std::collections::BTreeMap;
@@ -52,7 +54,23 @@ fn arch() -> &'static str {
     }
 }
 
-pub fn node_status(max_pods: u32) -> NodeStatus {
+/// `PoolingAllocator`: True when per-request instances come from wasmtime's pooling allocator
+/// (cheap HTTP components); False with the reason when instances are allocated on demand.
+pub fn allocator_condition(allocator: &AllocatorKind) -> Condition {
+    match allocator {
+        AllocatorKind::Pooling => Condition::new(
+            "PoolingAllocator",
+            true,
+            "Pooling",
+            "instances come from the pooling allocator (copy-on-write memory)",
+        ),
+        AllocatorKind::OnDemand { reason } => {
+            Condition::new("PoolingAllocator", false, "OnDemand", reason)
+        }
+    }
+}
+
+pub fn node_status(max_pods: u32, allocator: &AllocatorKind) -> NodeStatus {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -76,6 +94,7 @@ pub fn node_status(max_pods: u32) -> NodeStatus {
         "AgentReady",
         "edge agent is posting ready status",
     ));
+    status.conditions.push(allocator_condition(allocator));
     status.node_info.architecture = arch().into();
     status.node_info.operating_system = std::env::consts::OS.into();
     status.node_info.agent_version = env!("CARGO_PKG_VERSION").into();
@@ -89,12 +108,30 @@ mod tests {
 
     #[test]
     fn status_reports_capacity() {
-        let s = node_status(10);
+        let s = node_status(10, &AllocatorKind::Pooling);
         assert!(edge_api::quantity::parse("cpu", &s.capacity["cpu"]).unwrap() >= 1000);
         assert_eq!(s.capacity["pods"], "10");
         let mut n = node_object("n1", &BTreeMap::new());
         n.status = s;
         assert!(n.is_ready());
         assert!(n.allocatable("memory") > 0);
+        let pooling = edge_api::meta::condition(&n.status.conditions, "PoolingAllocator");
+        assert!(pooling.is_some_and(|c| c.is_true()));
+    }
+
+    #[test]
+    fn on_demand_allocator_says_why() {
+        let s = node_status(
+            10,
+            &AllocatorKind::OnDemand {
+                reason: "virtual memory is limited".into(),
+            },
+        );
+        let c = edge_api::meta::condition(&s.conditions, "PoolingAllocator").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "OnDemand")
+        );
+        assert_eq!(c.message, "virtual memory is limited");
     }
 }

@@ -64,7 +64,7 @@ async fn register_node(shared: &Shared, client: &Client) -> Result<(), AgentErro
             dry_run: false,
         })
         .await?;
-    node.status = crate::node::node_status(shared.config.max_pods);
+    node.status = crate::node::node_status(shared.config.max_pods, &shared.allocator);
     client
         .call(&Request::UpdateStatus {
             object: Object::Node(node),

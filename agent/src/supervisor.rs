@@ -65,7 +65,23 @@ impl Supervisor {
         for uid in gone {
             self.remove(&uid);
         }
-        desired.iter().filter_map(|p| self.upsert(p)).collect()
+        let stopped = desired.iter().filter_map(|p| self.upsert(p)).collect();
+        self.collect_garbage(desired);
+        stopped
+    }
+
+    /// Drops what no desired pod needs: pod directories left by pods deleted while the agent
+    /// was down, and local copies of ConfigMaps/Secrets no pod references any more.
+    fn collect_garbage(&self, desired: &[Pod]) {
+        let keep: std::collections::HashSet<&str> =
+            desired.iter().map(|p| p.metadata.uid.as_str()).collect();
+        crate::volumes::remove_orphans(&self.ctx.pods_dir, &keep);
+        if let Err(e) = self
+            .store
+            .retain_config(&crate::configsource::used_keys(desired))
+        {
+            tracing::warn!(error = %e, "local store");
+        }
     }
 
     /// Applies one pod's desired state; returns it if it was terminating and is now stopped.
@@ -83,20 +99,24 @@ impl Supervisor {
             PodAction::Terminate => {
                 if let Some(w) = self.workers().remove(&uid) {
                     info!(pod = %pod.metadata.name, "stopping pod (deleted)");
-                    w.stop();
+                    w.stop_and_remove(self.ctx.pods_dir.clone());
+                } else {
+                    crate::volumes::remove_pod_dir(&self.ctx.pods_dir, &uid);
                 }
                 Some(pod.clone())
             }
         }
     }
 
-    /// Stops a pod that is no longer assigned here and forgets its logs.
+    /// Stops a pod that is no longer assigned here and forgets its logs and volumes.
     pub fn remove(&self, uid: &str) {
         if let Some(w) = self.workers().remove(uid) {
             info!(pod = %w.pod.metadata.name, "stopping pod (no longer assigned)");
             let m = &w.pod.metadata;
             self.ctx.logs.remove_pod(&m.namespace, &m.name, &m.uid);
-            w.stop();
+            w.stop_and_remove(self.ctx.pods_dir.clone());
+        } else {
+            crate::volumes::remove_pod_dir(&self.ctx.pods_dir, uid);
         }
         if let Err(e) = self.store.remove(uid) {
             tracing::warn!(error = %e, "local store");
@@ -137,6 +157,7 @@ impl Supervisor {
         out
     }
 
+    /// Stops every pod and keeps their volumes: the agent is shutting down, not the pods.
     pub fn stop_all(&self) {
         for (_, w) in self.workers().drain() {
             w.stop();

@@ -1,16 +1,26 @@
-//! One pod on this node: fetch and load its components, run each under its restart policy with
-//! crash-loop back-off, and publish the pod's status as it changes.
+//! One pod on this node: fetch and load its components, give it its volumes, run each
+//! component as a container (see `container.rs`), keep projected ConfigMaps/Secrets fresh,
+//! and publish the pod's status as it changes.
 
 use crate::blobs::BlobCache;
+use crate::configsource::{self, ConfigSource};
 use crate::logs::LogStore;
+use crate::sandbox::HttpLimits;
+use crate::volumes::{self, VolumePlan};
 use chrono::Utc;
 use edge_api::meta::{set_condition, Condition};
-use edge_api::pod::{Container, RestartPolicy, StateRunning, StateTerminated, StateWaiting};
-use edge_api::{ContainerState, ContainerStatus, Pod, PodPhase, PodStatus};
-use edge_runtime::{CommandSpec, ExitStatus, LoadedComponent, Runtime, RuntimeError};
+use edge_api::pod::StateWaiting;
+use edge_api::{Container, ContainerState, ContainerStatus, Pod, PodPhase, PodStatus};
+use edge_runtime::{ComponentKind, LoadedComponent, Runtime, RuntimeError};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+pub use crate::container::termination;
+
+/// How often projected ConfigMap/Secret volumes are compared with the control plane's copy.
+const CONFIG_REFRESH: Duration = Duration::from_secs(60);
 
 /// Restart back-off: `base` doubling up to `max`, reset after a run of `reset_after`.
 #[derive(Clone, Debug)]
@@ -46,6 +56,11 @@ pub struct WorkerContext {
     pub backoff: Backoff,
     /// Every status change is sent here as the whole pod (metadata + new status).
     pub status_tx: mpsc::UnboundedSender<Pod>,
+    pub(crate) config: ConfigSource,
+    /// `pods/` under the data directory: one directory per pod uid, holding its volumes.
+    pub pods_dir: PathBuf,
+    pub http: HttpLimits,
+    pub output_bytes_per_sec: Option<u64>,
 }
 
 pub struct PodWorker {
@@ -61,9 +76,23 @@ impl PodWorker {
         PodWorker { pod, status, task }
     }
 
-    /// Stops every component of the pod; dropping the runtime futures ends the guests.
+    /// Stops every component of the pod; dropping the runtime futures ends the guests. The
+    /// pod's volumes stay (an agent restart keeps its pods' emptyDirs, as the kubelet does).
     pub fn stop(self) {
         self.task.abort();
+    }
+
+    /// Stops the pod for good and removes its volumes once its task has really ended (so a
+    /// setup still in flight cannot recreate them).
+    pub fn stop_and_remove(self, pods_dir: PathBuf) {
+        self.task.abort();
+        let uid = self.pod.metadata.uid;
+        let task = self.task;
+        tokio::spawn(async move {
+            let _ = task.await;
+            let _ =
+                tokio::task::spawn_blocking(move || volumes::remove_pod_dir(&pods_dir, &uid)).await;
+        });
     }
 
     pub fn is_finished(&self) -> bool {
@@ -93,7 +122,7 @@ fn initial_status(pod: &Pod) -> PodStatus {
     status
 }
 
-fn waiting(reason: &str, message: &str) -> ContainerState {
+pub(crate) fn waiting(reason: &str, message: &str) -> ContainerState {
     ContainerState {
         waiting: Some(StateWaiting {
             reason: reason.into(),
@@ -128,32 +157,54 @@ pub fn pod_phase(statuses: &[ContainerStatus], finished: bool) -> PodPhase {
     }
 }
 
-struct Reporter {
-    pod: Pod,
+/// The Ready/ContainersReady conditions from the containers' readiness, kubelet-style;
+/// `why[i]` is the last readiness probe failure of container `i`, if any.
+pub fn readiness_conditions(statuses: &[ContainerStatus], why: &[String]) -> Condition {
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.name.as_str())
+        .collect();
+    if statuses.is_empty() || !unready.is_empty() {
+        let mut message = format!("containers with unready status: [{}]", unready.join(" "));
+        for w in why.iter().filter(|w| !w.is_empty()) {
+            message.push_str("; ");
+            message.push_str(w);
+        }
+        Condition::new("Ready", false, "ContainersNotReady", &message)
+    } else {
+        Condition::new("Ready", true, "", "")
+    }
+}
+
+/// Publishes one pod's status; shared by its containers.
+pub(crate) struct Reporter {
+    pub(crate) pod: Pod,
     status: Arc<Mutex<PodStatus>>,
     tx: mpsc::UnboundedSender<Pod>,
+    /// The last readiness probe failure per container, for the Ready condition's message.
+    unready_why: Mutex<Vec<String>>,
 }
 
 impl Reporter {
-    fn update(&self, f: impl FnOnce(&mut PodStatus)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut PodStatus)) {
         let snapshot = {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut s);
-            let all_running = !s.container_statuses.is_empty()
-                && s.container_statuses
-                    .iter()
-                    .all(|c| c.state.running.is_some());
             for c in &mut s.container_statuses {
-                c.ready = c.state.running.is_some();
+                // Only a running container can be ready, whatever its probes said last.
+                c.ready &= c.state.running.is_some();
             }
-            set_condition(
-                &mut s.conditions,
-                Condition::new("ContainersReady", all_running, "", ""),
-            );
-            set_condition(
-                &mut s.conditions,
-                Condition::new("Ready", all_running, "", ""),
-            );
+            let why = self
+                .unready_why
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let ready = readiness_conditions(&s.container_statuses, &why);
+            let mut containers_ready = ready.clone();
+            containers_ready.type_ = "ContainersReady".into();
+            set_condition(&mut s.conditions, containers_ready);
+            set_condition(&mut s.conditions, ready);
             s.clone()
         };
         let mut pod = self.pod.clone();
@@ -162,7 +213,7 @@ impl Reporter {
         let _ = self.tx.send(pod);
     }
 
-    fn container(&self, index: usize, f: impl FnOnce(&mut ContainerStatus)) {
+    pub(crate) fn container(&self, index: usize, f: impl FnOnce(&mut ContainerStatus)) {
         self.update(|s| {
             if let Some(c) = s.container_statuses.get_mut(index) {
                 f(c);
@@ -171,21 +222,44 @@ impl Reporter {
             s.phase = pod_phase(&s.container_statuses, finished);
         });
     }
+
+    /// Readiness from probes; `why` is the failure, empty when ready.
+    pub(crate) fn set_ready(&self, index: usize, ready: bool, why: String) {
+        {
+            let mut w = self.unready_why.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = w.get_mut(index) {
+                *slot = why;
+            }
+        }
+        self.container(index, |cs| cs.ready = ready);
+    }
+}
+
+/// What every container of one pod shares.
+pub(crate) struct PodRun {
+    pub ctx: WorkerContext,
+    pub pod: Pod,
+    pub rep: Arc<Reporter>,
+    /// Where the volumes live; an error (bad names) keeps every container waiting.
+    pub plan: Result<VolumePlan, crate::env::ConfigError>,
+    /// Volume setup is done by one container at a time (they share the directories).
+    pub setup_lock: tokio::sync::Mutex<()>,
 }
 
 async fn run_pod(ctx: WorkerContext, pod: Pod, status: Arc<Mutex<PodStatus>>) {
-    let reporter = Arc::new(Reporter {
+    let rep = Arc::new(Reporter {
         pod: pod.clone(),
         status,
         tx: ctx.status_tx.clone(),
+        unready_why: Mutex::new(vec![String::new(); pod.spec.containers.len()]),
     });
-    reporter.update(|_| {});
+    rep.update(|_| {});
     let mut components = Vec::new();
     for (i, c) in pod.spec.containers.iter().enumerate() {
-        match load_with_retry(&ctx, &reporter, i, c).await {
+        match load_with_retry(&ctx, &rep, i, c).await {
             Some(l) => components.push(l),
             None => {
-                reporter.update(|s| {
+                rep.update(|s| {
                     s.phase = PodPhase::Failed;
                     s.reason = "InvalidComponent".into();
                 });
@@ -193,29 +267,62 @@ async fn run_pod(ctx: WorkerContext, pod: Pod, status: Arc<Mutex<PodStatus>>) {
             }
         }
     }
-    reporter.update(|s| s.start_time = Some(Utc::now()));
+    rep.update(|s| s.start_time = Some(Utc::now()));
+    let plan = match volumes::pod_dir(&ctx.pods_dir, &pod.metadata.uid) {
+        Some(dir) => volumes::plan(&dir, &pod.spec),
+        None => Err(crate::env::ConfigError(format!(
+            "pod uid {:?} cannot name a directory",
+            pod.metadata.uid
+        ))),
+    };
+    let run = Arc::new(PodRun {
+        ctx,
+        pod: pod.clone(),
+        rep: rep.clone(),
+        plan,
+        setup_lock: tokio::sync::Mutex::new(()),
+    });
     let runs = pod
         .spec
         .containers
         .iter()
         .zip(components)
         .enumerate()
-        .map(|(i, (c, comp))| {
-            run_container(
-                ctx.clone(),
-                reporter.clone(),
-                pod.clone(),
-                i,
-                c.clone(),
-                comp,
-            )
-        });
-    futures::future::join_all(runs).await;
-    reporter.update(|s| s.phase = pod_phase(&s.container_statuses, true));
+        .map(|(i, (c, comp))| crate::container::run(run.clone(), i, c.clone(), comp));
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {}
+        never = refresh_projected(&run) => match never {},
+    }
+    rep.update(|s| s.phase = pod_phase(&s.container_statuses, true));
+}
+
+/// Keeps ConfigMap/Secret files current while the pod runs, as the kubelet's periodic sync.
+async fn refresh_projected(run: &PodRun) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(CONFIG_REFRESH).await;
+        let Ok(plan) = &run.plan else { continue };
+        let projected = plan
+            .volumes
+            .iter()
+            .any(|v| matches!(v.source, volumes::Source::Projected { .. }));
+        if !projected {
+            continue;
+        }
+        let ns = run.pod.metadata.namespace.clone();
+        let refs = configsource::references(&run.pod, std::iter::empty::<&Container>());
+        let data = run.ctx.config.lookup_all(&ns, refs).await;
+        let _guard = run.setup_lock.lock().await;
+        let plan = plan.clone();
+        let result = tokio::task::spawn_blocking(move || volumes::setup(&plan, &ns, &data)).await;
+        if let Ok(Err(e)) = result {
+            // The containers keep the files they have; the next container start reports it.
+            tracing::debug!(pod = %run.pod.metadata.name, error = %e, "cannot refresh projected volumes");
+        }
+    }
 }
 
 /// Loads a component, retrying while the control plane is unreachable; `None` if it can never
-/// work (not wasm, does not compile, not a command).
+/// work (not wasm, does not compile, neither a command nor an HTTP handler).
 async fn load_with_retry(
     ctx: &WorkerContext,
     rep: &Reporter,
@@ -233,13 +340,21 @@ async fn load_with_retry(
             Err(e) => Err(LoadError::Fetch(e.to_string())),
         };
         match result {
-            Ok(l) if l.kind() == edge_runtime::ComponentKind::Command => return Some(l),
+            Ok(l) if l.kind() == ComponentKind::Command => return Some(l),
+            Ok(l) if l.kind() == ComponentKind::HttpHandler && crate::sandbox::SERVES_HTTP => {
+                return Some(l)
+            }
             Ok(l) => {
-                let msg = format!(
-                    "component {} is a {:?}, not a wasi:cli command; this agent runs commands",
-                    c.image,
-                    l.kind()
-                );
+                let msg = match l.kind() {
+                    ComponentKind::HttpHandler => format!(
+                        "component {} is a wasi:http handler; this agent's runtime cannot serve HTTP yet",
+                        c.image
+                    ),
+                    _ => format!(
+                        "component {} exports neither wasi:cli/run nor wasi:http/incoming-handler",
+                        c.image
+                    ),
+                };
                 rep.container(i, |cs| cs.state = waiting("UnsupportedComponent", &msg));
                 return None;
             }
@@ -276,126 +391,10 @@ fn permanent(e: &RuntimeError) -> bool {
     )
 }
 
-fn spec_for(pod: &Pod, c: &Container) -> CommandSpec {
-    let mut args = vec![c.name.clone()];
-    args.extend(c.args.iter().cloned());
-    let mut env: Vec<(String, String)> = vec![
-        ("POD_NAME".into(), pod.metadata.name.clone()),
-        ("POD_NAMESPACE".into(), pod.metadata.namespace.clone()),
-    ];
-    env.extend(c.env.iter().map(|e| (e.name.clone(), e.value.clone())));
-    let memory_limit_bytes = c
-        .resources
-        .limits
-        .get("memory")
-        .and_then(|q| edge_api::quantity::parse("memory", q).ok());
-    CommandSpec {
-        args,
-        env,
-        memory_limit_bytes,
-    }
-}
-
-/// Kubernetes-style exit code and reason for how a component ended.
-pub fn termination(exit: &Result<ExitStatus, RuntimeError>) -> (i32, String, String) {
-    match exit {
-        Ok(ExitStatus::Exited(0)) => (0, "Completed".into(), String::new()),
-        Ok(ExitStatus::Exited(code)) => (*code, "Error".into(), String::new()),
-        Ok(ExitStatus::MemoryLimitExceeded { message }) => {
-            (137, "MemoryLimitExceeded".into(), message.clone())
-        }
-        Ok(ExitStatus::Trapped { message }) => (134, "Trapped".into(), message.clone()),
-        Err(e) => (128, "StartError".into(), e.to_string()),
-    }
-}
-
-async fn run_container(
-    ctx: WorkerContext,
-    rep: Arc<Reporter>,
-    pod: Pod,
-    i: usize,
-    c: Container,
-    comp: LoadedComponent,
-) {
-    let log_path = ctx.logs.file(
-        &pod.metadata.namespace,
-        &pod.metadata.name,
-        &pod.metadata.uid,
-        &c.name,
-    );
-    let mut crashes = 0u32;
-    loop {
-        let sink: Arc<dyn edge_runtime::OutputSink> = match ctx.logs.sink(log_path.clone()) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open log file; output is discarded");
-                Arc::new(Discard)
-            }
-        };
-        let started = Utc::now();
-        let began = Instant::now();
-        rep.container(i, |cs| {
-            cs.state = ContainerState {
-                running: Some(StateRunning {
-                    started_at: Some(started),
-                }),
-                ..Default::default()
-            };
-        });
-        let exit = ctx
-            .runtime
-            .run_command(&comp, spec_for(&pod, &c), sink)
-            .await;
-        let (exit_code, reason, message) = termination(&exit);
-        tracing::info!(pod = %pod.metadata.name, container = %c.name, exit_code, %reason, "component exited");
-        rep.container(i, |cs| {
-            cs.state = ContainerState {
-                terminated: Some(StateTerminated {
-                    exit_code,
-                    reason: reason.clone(),
-                    message: message.clone(),
-                    started_at: Some(started),
-                    finished_at: Some(Utc::now()),
-                }),
-                ..Default::default()
-            };
-        });
-        let restart = match pod.spec.restart_policy {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => exit_code != 0,
-            RestartPolicy::Never => false,
-        };
-        if !restart {
-            return;
-        }
-        crashes = if began.elapsed() >= ctx.backoff.reset_after {
-            1
-        } else {
-            crashes + 1
-        };
-        let delay = ctx.backoff.delay(crashes);
-        rep.container(i, |cs| {
-            cs.restart_count += 1;
-            let msg = format!(
-                "back-off {}s restarting failed component {}",
-                delay.as_secs(),
-                c.name
-            );
-            cs.state = waiting("CrashLoopBackOff", &msg);
-        });
-        tokio::time::sleep(delay).await;
-    }
-}
-
-struct Discard;
-
-impl edge_runtime::OutputSink for Discard {
-    fn write(&self, _: edge_runtime::OutputStream, _: &[u8]) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_api::pod::{StateRunning, StateTerminated};
 
     fn cs(state: ContainerState, restarts: u32) -> ContainerStatus {
         ContainerStatus {
@@ -442,6 +441,25 @@ mod tests {
     }
 
     #[test]
+    fn ready_condition_names_unready_containers_and_why() {
+        let mut a = cs(ContainerState::default(), 0);
+        a.name = "a".into();
+        a.ready = true;
+        let mut b = a.clone();
+        b.name = "b".into();
+        assert!(readiness_conditions(&[a.clone(), b.clone()], &[]).is_true());
+        b.ready = false;
+        let why = [String::new(), "Readiness probe failed: timeout".to_string()];
+        let c = readiness_conditions(&[a, b], &why);
+        assert!(!c.is_true());
+        assert_eq!(
+            c.message,
+            "containers with unready status: [b]; Readiness probe failed: timeout"
+        );
+        assert!(!readiness_conditions(&[], &[]).is_true());
+    }
+
+    #[test]
     fn backoff_doubles_to_a_cap() {
         let b = Backoff::default();
         assert_eq!(b.delay(1), Duration::from_secs(10));
@@ -449,15 +467,5 @@ mod tests {
         assert_eq!(b.delay(5), Duration::from_secs(160));
         assert_eq!(b.delay(6), Duration::from_secs(300));
         assert_eq!(b.delay(60), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn exit_reasons() {
-        assert_eq!(termination(&Ok(ExitStatus::Exited(3))).1, "Error");
-        assert_eq!(termination(&Ok(ExitStatus::Exited(0))).1, "Completed");
-        let m = termination(&Ok(ExitStatus::MemoryLimitExceeded {
-            message: "x".into(),
-        }));
-        assert_eq!((m.0, m.1.as_str()), (137, "MemoryLimitExceeded"));
     }
 }

@@ -160,6 +160,10 @@ pub struct ContainerStatus {
     pub image: String,
     #[serde(default)]
     pub state: ContainerState,
+    /// How the previous run ended, as Kubernetes' lastState: kept while the component waits to
+    /// restart or runs again, so the reason for a restart stays visible.
+    #[serde(default, skip_serializing_if = "ContainerState::is_empty")]
+    pub last_state: ContainerState,
 }
 
 /// Exactly one of the three is set, as in Kubernetes.
@@ -202,6 +206,12 @@ pub struct StateTerminated {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ContainerState {
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_none() && self.running.is_none() && self.terminated.is_none()
+    }
 }
 
 impl Pod {

@@ -1,16 +1,17 @@
-//! Loaded components: the cheap-to-clone handle, what kind of workload it is, and byte-level checks.
+//! Loaded components and preview1 modules: the cheap-to-clone handle, what kind of workload it is, and byte-level checks.
 
 use std::sync::Arc;
 
 use wasmtime::component::Component;
-use wasmtime::Engine;
+use wasmtime::{Engine, Module};
 
 use crate::RuntimeError;
 
 /// What a component is for, judged from what it exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ComponentKind {
-    /// Exports `wasi:cli/run`: a command run to completion (or forever) by `run_command`.
+    /// Exports `wasi:cli/run` (a component) or `_start` (a WASI preview1 core module): a
+    /// command run to completion (or forever) by `run_command`.
     Command,
     /// Exports `wasi:http/incoming-handler` (and not `wasi:cli/run`): serves HTTP requests.
     HttpHandler,
@@ -18,8 +19,20 @@ pub enum ComponentKind {
     Unknown,
 }
 
-/// A validated, compiled component. Cloning is cheap (reference counted), so the agent
-/// can keep one per digest and start many instances from it.
+/// The compiled code: a component (with its copy for the HTTP engine when it is a handler)
+/// or a preview1 core module.
+pub(crate) enum Artifact {
+    Component {
+        /// Compiled for the command engine; also what the disk cache holds.
+        command: Component,
+        /// The same code loaded into the HTTP engine (only for HTTP handlers).
+        http: Option<Component>,
+    },
+    Module(Module),
+}
+
+/// A validated, compiled component (or preview1 core module). Cloning is cheap (reference
+/// counted), so the agent can keep one per digest and start many instances from it.
 #[derive(Clone)]
 pub struct LoadedComponent {
     inner: Arc<Inner>,
@@ -28,23 +41,22 @@ pub struct LoadedComponent {
 struct Inner {
     digest: String,
     kind: ComponentKind,
-    component: Component,
+    artifact: Artifact,
     from_cache: bool,
 }
 
 impl LoadedComponent {
     pub(crate) fn new(
         digest: String,
-        component: Component,
-        engine: &Engine,
+        kind: ComponentKind,
+        artifact: Artifact,
         from_cache: bool,
     ) -> Self {
-        let kind = detect_kind(&component, engine);
         LoadedComponent {
             inner: Arc::new(Inner {
                 digest,
                 kind,
-                component,
+                artifact,
                 from_cache,
             }),
         }
@@ -60,15 +72,27 @@ impl LoadedComponent {
         self.inner.kind
     }
 
+    /// Whether this is a WASI preview1 core module rather than a component.
+    pub fn is_core_module(&self) -> bool {
+        matches!(self.inner.artifact, Artifact::Module(_))
+    }
+
     /// Whether the native code came from the on-disk cache rather than a fresh compile.
     pub fn from_cache(&self) -> bool {
         self.inner.from_cache
     }
 
-    /// The underlying wasmtime component, for embedders that need more than commands
-    /// (for example serving wasi:http).
-    pub fn component(&self) -> &Component {
-        &self.inner.component
+    /// The underlying wasmtime component (compiled for the command engine), for embedders
+    /// that need more than this crate offers; `None` for a preview1 core module.
+    pub fn component(&self) -> Option<&Component> {
+        match &self.inner.artifact {
+            Artifact::Component { command, .. } => Some(command),
+            Artifact::Module(_) => None,
+        }
+    }
+
+    pub(crate) fn artifact(&self) -> &Artifact {
+        &self.inner.artifact
     }
 }
 
@@ -77,6 +101,7 @@ impl std::fmt::Debug for LoadedComponent {
         f.debug_struct("LoadedComponent")
             .field("digest", &self.inner.digest)
             .field("kind", &self.inner.kind)
+            .field("core_module", &self.is_core_module())
             .field("from_cache", &self.inner.from_cache)
             .finish()
     }
@@ -91,8 +116,20 @@ fn is_interface(export: &str, interface: &str) -> bool {
     }
 }
 
+/// A preview1 module is a command when it exports `_start` (reactors export `_initialize`).
+pub(crate) fn detect_module_kind(module: &Module) -> ComponentKind {
+    let has_start = module
+        .exports()
+        .any(|export| export.name() == "_start" && export.ty().func().is_some());
+    if has_start {
+        ComponentKind::Command
+    } else {
+        ComponentKind::Unknown
+    }
+}
+
 /// Reads the component's export names from its type; no instantiation needed.
-fn detect_kind(component: &Component, engine: &Engine) -> ComponentKind {
+pub(crate) fn detect_kind(component: &Component, engine: &Engine) -> ComponentKind {
     let ty = component.component_type();
     let mut http = false;
     for (name, _) in ty.exports(engine) {

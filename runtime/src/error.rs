@@ -13,14 +13,6 @@ pub enum RuntimeError {
     #[error("component {digest}: not WebAssembly: {reason}")]
     NotWasm { digest: String, reason: String },
 
-    /// A WebAssembly core module (preview1 style) was given instead of a component.
-    #[error(
-        "component {digest}: this is a core WebAssembly module (WASI preview1), not a component; \
-         preview1 core modules are not supported yet (build for wasm32-wasip2, or adapt it \
-         with `wasm-tools component new --adapt`)"
-    )]
-    CoreModuleUnsupported { digest: String },
-
     /// The digest is not a lowercase sha256 hex string (it is also used as a file name).
     #[error("invalid component digest {digest:?}: expected 64 lowercase hex characters (sha256)")]
     InvalidDigest { digest: String },
@@ -43,6 +35,27 @@ pub enum RuntimeError {
         "component {digest}: not a command (it does not export wasi:cli/run; its kind is {kind:?})"
     )]
     NotACommand { digest: String, kind: ComponentKind },
+
+    /// `http_handler` was asked to serve a component that does not export
+    /// `wasi:http/incoming-handler`.
+    #[error(
+        "component {digest}: not an HTTP handler (it does not export \
+         wasi:http/incoming-handler; its kind is {kind:?})"
+    )]
+    NotAnHttpHandler { digest: String, kind: ComponentKind },
+
+    /// A network grant entry does not parse.
+    #[error("invalid network grant {entry:?}: {reason}")]
+    InvalidGrant { entry: String, reason: String },
+
+    /// A volume could not be preopened for the guest.
+    #[error("component {digest}: cannot preopen {host} as {guest}: {reason}")]
+    Preopen {
+        digest: String,
+        host: String,
+        guest: String,
+        reason: String,
+    },
 
     /// The on-disk precompile cache could not be set up.
     #[error("precompile cache at {path}: {message}")]

@@ -1,33 +1,54 @@
-//! edge-runtime: the wasmtime sandbox (engine, precompile cache, WASI contexts, limits); it knows nothing of the cluster.
+//! edge-runtime: the wasmtime sandbox (engines, precompile cache, WASI contexts, volumes, network grants, limits, wasi:http serving); it knows nothing of the cluster.
 //!
-//! One [`Runtime`] holds one wasmtime engine with async support and epoch interruption. A
-//! background thread ticks the epoch every 10 ms, and every store yields to the executor at
-//! each tick, so dropping the future returned by [`Runtime::run_command`] stops a guest
-//! within about one tick, whether it is computing or sleeping.
+//! One [`Runtime`] holds two wasmtime engines with async support and epoch interruption:
+//! one for commands (on-demand allocation) and one for HTTP handlers (the pooling
+//! allocator when the host allows it; see `engine.rs`). A background thread ticks both
+//! epochs every 10 ms, and every store yields to the executor at each tick, so dropping
+//! the future returned by [`Runtime::run_command`] stops a guest within about one tick,
+//! whether it is computing or sleeping, and HTTP request deadlines are enforced to a tick.
+//!
+//! Guests get nothing by default: no host environment, no files outside their
+//! [`Preopen`]s, no network outside their [`NetworkGrants`], and output capped per instance.
 
 mod cache;
 mod command;
 mod component;
+mod engine;
 mod error;
+mod grants;
+mod http;
+mod limits;
 mod output;
+mod p1;
+mod preopen;
+mod sandbox;
+mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Engine, Module};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use command::{CommandSpec, ExitStatus};
 pub use component::{ComponentKind, LoadedComponent};
+pub use engine::{
+    AllocatorKind, AllocatorPreference, PoolUsage, HTTP_MEMORY_CAP_BYTES, POOLING_ENV,
+    POOL_INSTANCES,
+};
 pub use error::RuntimeError;
-pub use output::{OutputSink, OutputStream};
+pub use grants::NetworkGrants;
+pub use http::{HandlerFailure, HttpBody, HttpHandler, HttpSpec, InstantiationStats};
+pub use output::{OutputSink, OutputStream, DEFAULT_OUTPUT_BYTES_PER_SEC};
+pub use preopen::Preopen;
 
 use cache::DiskCache;
-use command::HostState;
-use component::BinaryKind;
+use component::{Artifact, BinaryKind};
+use sandbox::HostState;
 
 /// How often the epoch advances; also the longest a guest runs between yields.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -40,33 +61,48 @@ pub struct RuntimeConfig {
     pub cache_dir: PathBuf,
 }
 
-/// The sandbox. Cheap to clone; all clones share one engine, cache and epoch thread.
+/// The sandbox. Cheap to clone; all clones share the engines, cache and epoch thread.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// Commands: on-demand allocation (see `engine.rs`).
     engine: Engine,
     linker: Linker<HostState>,
+    p1_linker: wasmtime::Linker<p1::P1State>,
+    /// HTTP handlers: pooling allocation when the host allows it.
+    http_engine: Engine,
+    http_linker: Linker<HostState>,
+    allocator: AllocatorKind,
     cache: DiskCache,
     compilations: AtomicU64,
 }
 
 impl Runtime {
-    /// Creates the engine, opens (creates) the cache directory and starts the epoch thread.
+    /// Creates the engines, opens (creates) the cache directory and starts the epoch thread.
+    /// HTTP handlers use the pooling allocator unless `EDGE_POOLING=0` is set (or the host
+    /// cannot reserve the pool); see [`Runtime::allocator`].
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let mut wasm_config = Config::new();
-        wasm_config.epoch_interruption(true);
-        wasm_config.wasm_component_model(true);
-        let engine = Engine::new(&wasm_config).map_err(|e| RuntimeError::Engine {
-            message: format!("{e:#}"),
-        })?;
+        Runtime::with_allocator(config, AllocatorPreference::from_env())
+    }
+
+    /// Like [`Runtime::new`] with an explicit allocator choice instead of `EDGE_POOLING`.
+    pub fn with_allocator(
+        config: RuntimeConfig,
+        preference: AllocatorPreference,
+    ) -> Result<Runtime, RuntimeError> {
+        let engine = engine::command_engine()?;
+        let (http_engine, allocator) = engine::http_engine(preference)?;
         let cache = DiskCache::open(&config.cache_dir, &engine)?;
-        let linker = command::new_linker(&engine)?;
         let inner = Arc::new(Inner {
+            linker: sandbox::component_linker(&engine)?,
+            p1_linker: p1::linker(&engine)?,
+            http_linker: sandbox::component_linker(&http_engine)?,
             engine,
-            linker,
+            http_engine,
+            allocator,
             cache,
             compilations: AtomicU64::new(0),
         });
@@ -74,29 +110,32 @@ impl Runtime {
         Ok(Runtime { inner })
     }
 
-    /// The wasmtime engine, for embedders that build their own stores (e.g. wasi:http).
+    /// The command engine, for embedders that build their own stores.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
-    /// Validates and compiles a component from wasm bytes identified by its sha256 hex
-    /// digest, reusing native code from the disk cache when this engine configuration
-    /// compiled it before (for example before an agent restart).
+    /// How HTTP handler instances are allocated (pooling, or on-demand and why).
+    pub fn allocator(&self) -> AllocatorKind {
+        self.inner.allocator.clone()
+    }
+
+    /// Live instances in the HTTP pool; `None` when allocation is on-demand.
+    pub fn pool_usage(&self) -> Option<PoolUsage> {
+        engine::pool_usage(&self.inner.http_engine)
+    }
+
+    /// Validates and compiles a component (or a WASI preview1 core module) from wasm bytes
+    /// identified by its sha256 hex digest, reusing native code from the disk cache when
+    /// this engine configuration compiled it before (for example before an agent restart).
     pub async fn load(&self, digest: &str, wasm: &[u8]) -> Result<LoadedComponent, RuntimeError> {
         component::check_digest(digest)?;
-        match component::classify(digest, wasm)? {
-            BinaryKind::Component => {}
-            BinaryKind::CoreModule => {
-                return Err(RuntimeError::CoreModuleUnsupported {
-                    digest: digest.to_string(),
-                })
-            }
-        }
+        let binary = component::classify(digest, wasm)?;
         let inner = Arc::clone(&self.inner);
         let digest_owned = digest.to_string();
         let wasm = wasm.to_vec();
         // Hashing, reading the cache and compiling are all blocking work.
-        tokio::task::spawn_blocking(move || inner.load_blocking(digest_owned, &wasm))
+        tokio::task::spawn_blocking(move || inner.load_blocking(digest_owned, binary, &wasm))
             .await
             .map_err(|e| RuntimeError::Internal {
                 digest: digest.to_string(),
@@ -109,11 +148,13 @@ impl Runtime {
         self.inner.compilations.load(Ordering::Relaxed)
     }
 
-    /// Runs a wasi:cli/run command to completion, streaming its stdout/stderr to `output`.
+    /// Runs a command (a wasi:cli/run component or a preview1 module's `_start`) to
+    /// completion, streaming its stdout/stderr to `output`.
     ///
     /// Dropping the returned future stops the guest promptly (within an epoch tick), which
     /// is how a pod is stopped. Exit codes, traps and memory-limit hits are reported as
-    /// [`ExitStatus`]; errors are for host-side problems only.
+    /// [`ExitStatus`]; errors are for host-side problems only (including a bad spec: a
+    /// missing volume or an invalid grant).
     pub async fn run_command(
         &self,
         component: &LoadedComponent,
@@ -126,19 +167,73 @@ impl Runtime {
                 kind: component.kind(),
             });
         }
-        command::run(
-            &self.inner.engine,
-            &self.inner.linker,
-            component,
-            spec,
-            output,
-        )
-        .await
+        let inner = &self.inner;
+        match component.artifact() {
+            Artifact::Component { command, .. } => {
+                command::run(
+                    &inner.engine,
+                    &inner.linker,
+                    component,
+                    command,
+                    spec,
+                    output,
+                )
+                .await
+            }
+            Artifact::Module(module) => {
+                p1::run(
+                    &inner.engine,
+                    &inner.p1_linker,
+                    component,
+                    module,
+                    spec,
+                    output,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Prepares an HTTP handler: links the component once (pre-instantiation) so that each
+    /// request only instantiates. Serve it with [`HttpHandler::handle`] or
+    /// [`HttpHandler::serve`].
+    pub fn http_handler(
+        &self,
+        component: &LoadedComponent,
+        spec: HttpSpec,
+        output: Arc<dyn OutputSink>,
+    ) -> Result<HttpHandler, RuntimeError> {
+        let digest = component.digest();
+        let http_component = match component.artifact() {
+            Artifact::Component { http: Some(c), .. } => c,
+            _ => {
+                return Err(RuntimeError::NotAnHttpHandler {
+                    digest: digest.to_string(),
+                    kind: component.kind(),
+                })
+            }
+        };
+        let instantiate_error = |e: wasmtime::Error| RuntimeError::Instantiate {
+            digest: digest.to_string(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .inner
+            .http_linker
+            .instantiate_pre(http_component)
+            .map_err(instantiate_error)?;
+        let pre = ProxyPre::new(pre).map_err(instantiate_error)?;
+        HttpHandler::new(digest, pre, spec, output)
     }
 }
 
 impl Inner {
-    fn load_blocking(&self, digest: String, wasm: &[u8]) -> Result<LoadedComponent, RuntimeError> {
+    fn load_blocking(
+        &self,
+        digest: String,
+        binary: BinaryKind,
+        wasm: &[u8],
+    ) -> Result<LoadedComponent, RuntimeError> {
         let actual = hex::encode(Sha256::digest(wasm));
         if actual != digest {
             return Err(RuntimeError::DigestMismatch {
@@ -149,19 +244,15 @@ impl Inner {
 
         let path = self.cache.path_for(&digest);
         if path.is_file() {
-            // SAFETY: the file was written by `DiskCache::store` from `Component::serialize`
-            // of an engine with the same compatibility hash (it is in the directory name),
-            // and the cache directory is trusted (see `RuntimeConfig::cache_dir`). wasmtime
-            // still checks the header and engine compatibility and errors on a mismatch.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => {
-                    tracing::debug!(%digest, path = %path.display(), "loaded precompiled component");
-                    return Ok(LoadedComponent::new(digest, component, &self.engine, true));
+            match self.load_cached(&digest, binary, &path) {
+                Ok(loaded) => {
+                    tracing::debug!(%digest, path = %path.display(), "loaded precompiled code");
+                    return Ok(loaded);
                 }
                 Err(e) => {
                     // A damaged or foreign file: drop it and compile again.
                     tracing::warn!(%digest, path = %path.display(), error = %format!("{e:#}"),
-                        "discarding unusable precompiled component");
+                        "discarding unusable precompiled code");
                     self.cache.discard(&digest);
                 }
             }
@@ -169,29 +260,103 @@ impl Inner {
 
         self.compilations.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile {
+        let compile_error = |e: wasmtime::Error| RuntimeError::Compile {
             digest: digest.clone(),
             message: format!("{e:#}"),
-        })?;
-        tracing::info!(%digest, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        };
+        let (artifact, kind) = match binary {
+            BinaryKind::CoreModule => {
+                let module = Module::new(&self.engine, wasm).map_err(compile_error)?;
+                let kind = component::detect_module_kind(&module);
+                self.store_in_cache(&digest, module.serialize());
+                (Artifact::Module(module), kind)
+            }
+            BinaryKind::Component => {
+                let command = Component::new(&self.engine, wasm).map_err(compile_error)?;
+                let kind = component::detect_kind(&command, &self.engine);
+                let serialized = command.serialize();
+                let http = if kind == ComponentKind::HttpHandler {
+                    Some(self.http_copy(&serialized, wasm).map_err(compile_error)?)
+                } else {
+                    None
+                };
+                self.store_in_cache(&digest, serialized);
+                (Artifact::Component { command, http }, kind)
+            }
+        };
+        tracing::info!(%digest, ?kind, elapsed_ms = started.elapsed().as_millis() as u64, "compiled");
+        Ok(LoadedComponent::new(digest, kind, artifact, false))
+    }
 
-        // A cache that cannot be written (disk full, read-only SD card) costs a recompile on
-        // the next start, but must not stop the workload from running now.
-        match component.serialize() {
+    /// The HTTP engine's copy of a freshly compiled handler: loaded from the command
+    /// engine's artifact (both engines compile identically, see `engine.rs`), compiled again
+    /// only if serialization failed.
+    fn http_copy(
+        &self,
+        serialized: &wasmtime::Result<Vec<u8>>,
+        wasm: &[u8],
+    ) -> wasmtime::Result<Component> {
+        match serialized {
+            // SAFETY: the bytes were produced by `Component::serialize` just now, in this
+            // process, by an engine with the same compilation settings.
+            Ok(bytes) => unsafe { Component::deserialize(&self.http_engine, bytes) },
+            Err(_) => Component::new(&self.http_engine, wasm),
+        }
+    }
+
+    fn load_cached(
+        &self,
+        digest: &str,
+        binary: BinaryKind,
+        path: &Path,
+    ) -> wasmtime::Result<LoadedComponent> {
+        // SAFETY (all three deserializations): the file was written by `DiskCache::store`
+        // from `serialize` of an engine with the same compatibility hash (it is in the
+        // directory name), and the cache directory is trusted (see
+        // `RuntimeConfig::cache_dir`). wasmtime still checks the header and engine
+        // compatibility and errors on a mismatch.
+        let (artifact, kind) = match binary {
+            BinaryKind::CoreModule => {
+                let module = unsafe { Module::deserialize_file(&self.engine, path)? };
+                let kind = component::detect_module_kind(&module);
+                (Artifact::Module(module), kind)
+            }
+            BinaryKind::Component => {
+                let command = unsafe { Component::deserialize_file(&self.engine, path)? };
+                let kind = component::detect_kind(&command, &self.engine);
+                let http = if kind == ComponentKind::HttpHandler {
+                    Some(unsafe { Component::deserialize_file(&self.http_engine, path)? })
+                } else {
+                    None
+                };
+                (Artifact::Component { command, http }, kind)
+            }
+        };
+        Ok(LoadedComponent::new(
+            digest.to_string(),
+            kind,
+            artifact,
+            true,
+        ))
+    }
+
+    /// A cache that cannot be written (disk full, read-only SD card) costs a recompile on
+    /// the next start, but must not stop the workload from running now.
+    fn store_in_cache(&self, digest: &str, serialized: wasmtime::Result<Vec<u8>>) {
+        match serialized {
             Ok(bytes) => {
-                if let Err(e) = self.cache.store(&digest, &bytes) {
-                    tracing::warn!(%digest, error = %e, "cannot write precompiled component to the cache");
+                if let Err(e) = self.cache.store(digest, &bytes) {
+                    tracing::warn!(%digest, error = %e, "cannot write precompiled code to the cache");
                 }
             }
             Err(e) => {
-                tracing::warn!(%digest, error = %format!("{e:#}"), "cannot serialize compiled component");
+                tracing::warn!(%digest, error = %format!("{e:#}"), "cannot serialize compiled code");
             }
         }
-        Ok(LoadedComponent::new(digest, component, &self.engine, false))
     }
 }
 
-/// Ticks the engine's epoch until the last `Runtime` clone is gone. Holding only a weak
+/// Ticks the engines' epochs until the last `Runtime` clone is gone. Holding only a weak
 /// reference lets the runtime (and its engine) be freed; the thread notices within a tick.
 fn spawn_epoch_thread(inner: Weak<Inner>) -> Result<(), RuntimeError> {
     std::thread::Builder::new()
@@ -199,7 +364,10 @@ fn spawn_epoch_thread(inner: Weak<Inner>) -> Result<(), RuntimeError> {
         .spawn(move || loop {
             std::thread::sleep(EPOCH_TICK);
             match inner.upgrade() {
-                Some(inner) => inner.engine.increment_epoch(),
+                Some(inner) => {
+                    inner.engine.increment_epoch();
+                    inner.http_engine.increment_epoch();
+                }
                 None => break,
             }
         })

@@ -1,79 +1,12 @@
 //! Runtime tests against the real guest components built by scripts/build-modules.sh.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_runtime::{
-    CommandSpec, ComponentKind, ExitStatus, LoadedComponent, OutputSink, OutputStream, Runtime,
-    RuntimeConfig, RuntimeError,
-};
-use sha2::{Digest, Sha256};
-
-/// Reads a fixture, failing loudly (not skipping) when the components were not built.
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/components")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; build the guest components first with scripts/build-modules.sh",
-            path.display()
-        )
-    })
-}
-
-fn digest_of(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Collects guest output per stream.
-#[derive(Default)]
-struct Captured {
-    stdout: Mutex<Vec<u8>>,
-    stderr: Mutex<Vec<u8>>,
-}
-
-impl Captured {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-}
-
-impl OutputSink for Captured {
-    fn write(&self, stream: OutputStream, bytes: &[u8]) {
-        let buf = match stream {
-            OutputStream::Stdout => &self.stdout,
-            OutputStream::Stderr => &self.stderr,
-        };
-        buf.lock().unwrap().extend_from_slice(bytes);
-    }
-}
-
-fn runtime(dir: &tempfile::TempDir) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir: dir.path().join("cache"),
-    })
-    .expect("runtime")
-}
-
-async fn load(rt: &Runtime, name: &str) -> LoadedComponent {
-    let wasm = fixture(name);
-    rt.load(&digest_of(&wasm), &wasm)
-        .await
-        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
-}
-
-fn spec(args: &[&str]) -> CommandSpec {
-    CommandSpec {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: Vec::new(),
-        memory_limit_bytes: None,
-    }
-}
+use common::{digest_of, fixture, load, runtime, spec, Captured};
+use edge_runtime::{ComponentKind, ExitStatus, RuntimeError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_prints_args_env_and_stderr_separately() {
@@ -224,17 +157,20 @@ async fn not_wasm_bytes_are_rejected_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn core_modules_and_bad_digests_are_rejected() {
+async fn bad_digests_and_non_commands_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    // The smallest valid core module: magic + version 1, no sections.
+    // The smallest valid core module: magic + version 1, no sections. It loads (preview1
+    // modules are supported) but, without `_start`, it is not a command.
     let core = b"\0asm\x01\0\0\0".to_vec();
-    let err = rt.load(&digest_of(&core), &core).await.unwrap_err();
-    assert!(
-        matches!(err, RuntimeError::CoreModuleUnsupported { .. }),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("preview1"), "{err}");
+    let empty = rt.load(&digest_of(&core), &core).await.unwrap();
+    assert!(empty.is_core_module());
+    assert_eq!(empty.kind(), ComponentKind::Unknown);
+    let err = rt
+        .run_command(&empty, spec(&["empty"]), Arc::new(Captured::default()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::NotACommand { .. }), "{err:?}");
 
     let hello = fixture("hello");
     let err = rt.load(&"0".repeat(64), &hello).await.unwrap_err();
