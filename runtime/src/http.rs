@@ -178,6 +178,9 @@ impl HttpHandler {
 
     /// Serves one request in a fresh instance. Never fails: problems become 5xx responses
     /// (and guest failures are also sent to [`HttpHandler::failures`]).
+    ///
+    /// [`HttpHandler::serve`] adds `x-forwarded-for` with the client's address; a caller
+    /// handing requests over directly (a proxy) sets it itself.
     pub async fn handle(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
@@ -220,9 +223,6 @@ impl HttpHandler {
 
         let task_inner = Arc::clone(inner);
         let task = tokio::spawn(async move {
-            // The instance holds its permit (and pool slot) until it is completely done,
-            // including streaming the response body after the head went out.
-            let _permit = permit;
             let deadline =
                 tokio::time::Instant::from_std(accepted + task_inner.timeout + BLOCKED_GRACE);
             let run = run_guest(&task_inner, &mut store, request, outparam, accepted);
@@ -238,6 +238,10 @@ impl HttpHandler {
             if let Err(Outcome::Failed(failure)) = &result {
                 task_inner.report(failure.clone());
             }
+            // The instance holds its permit until it is completely done (response body
+            // included), and gives its pool slot back before the permit.
+            drop(store);
+            drop(permit);
             result
         });
 

@@ -4,5 +4,6 @@ mod support;
 
 mod bad_input;
 mod cluster;
+mod run;
 mod sandbox;
 mod security;

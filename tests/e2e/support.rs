@@ -242,7 +242,10 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -255,7 +258,13 @@ pub fn write_manifest(dir: &Path, name: &str, text: &str) -> String {
 
 /// The absolute path of a built guest component.
 pub fn component(name: &str) -> String {
-    let p = repo().join("examples/components").join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} is missing: run scripts/build-modules.sh", p.display());
+    let p = repo()
+        .join("examples/components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-modules.sh",
+        p.display()
+    );
     p.to_str().expect("utf8").to_string()
 }

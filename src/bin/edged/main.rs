@@ -1,6 +1,8 @@
 //! `edged`: the edge daemon. `edged server` runs the control plane (with a built-in agent unless
 //! `--no-agent`); `edged agent` runs a node agent that joins a server with a token.
 
+mod run;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -37,10 +39,15 @@ enum Command {
         /// Name of the built-in agent's node (default: the host name).
         #[arg(long)]
         node_name: Option<String>,
+        /// Pods the built-in agent accepts.
+        #[arg(long, default_value_t = edge_agent::node::DEFAULT_MAX_PODS)]
+        max_pods: u32,
         /// A node silent for this long becomes NotReady.
         #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
         node_grace_period: Duration,
     },
+    /// Run one component locally in the pod sandbox (like `wasmtime run`).
+    Run(run::RunArgs),
     /// Run a node agent that joins a control plane.
     Agent {
         /// Control-plane address, host:port.
@@ -56,6 +63,9 @@ enum Command {
         /// Node labels, key=value (repeatable).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Pods this node accepts.
+        #[arg(long, default_value_t = edge_agent::node::DEFAULT_MAX_PODS)]
+        max_pods: u32,
     },
 }
 
@@ -75,12 +85,14 @@ fn default_dir(leaf: &str) -> PathBuf {
     home.join(".edge").join(leaf)
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,quinn=warn,openraft=warn,cranelift=warn,wasmtime=warn",
-        )
-    });
+fn init_logging(format: &str, quiet: bool) {
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,quinn=warn,openraft=warn,cranelift=warn,wasmtime=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -93,7 +105,8 @@ fn init_logging(format: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // `edged run` is a foreground tool: its output is the component's, not ours.
+    init_logging(&cli.log_format, matches!(cli.command, Command::Run(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,15 +125,21 @@ fn main() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => {
+            let code = run::run(args).await?;
+            std::process::exit(code);
+        }
         Command::Server {
             data_dir,
             listen,
             no_agent,
             node_name,
+            max_pods,
             node_grace_period,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_dir("server"));
-            server(data_dir, listen, no_agent, node_name, node_grace_period).await
+            let agent = (!no_agent).then_some((node_name, max_pods));
+            server(data_dir, listen, agent, node_grace_period).await
         }
         Command::Agent {
             server,
@@ -128,6 +147,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             node_name,
             labels,
+            max_pods,
         } => {
             let mut config = edge_agent::AgentConfig::new(
                 server,
@@ -138,6 +158,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config.node_name = n;
             }
             config.labels = labels.into_iter().collect();
+            config.max_pods = max_pods;
             let agent = edge_agent::Agent::start(config)
                 .await
                 .context("starting the agent")?;
@@ -152,8 +173,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn server(
     data_dir: PathBuf,
     listen: SocketAddr,
-    no_agent: bool,
-    node_name: Option<String>,
+    // The built-in agent's node name and pod capacity; `None` with --no-agent.
+    agent: Option<(Option<String>, u32)>,
     node_grace_period: Duration,
 ) -> anyhow::Result<()> {
     let options = edge_control::context::ServerOptions { node_grace_period };
@@ -167,14 +188,13 @@ async fn server(
         .context("starting the control plane")?;
     let dial = edge_control::server::dial_address(server.local_addr);
     let user_config = publish_admin_config(&server.admin_config, &server.admin_config_path)?;
-    let agent = if no_agent {
-        None
-    } else {
+    let agent = if let Some((node_name, max_pods)) = agent {
         let mut cfg = edge_agent::AgentConfig::new(dial.to_string(), data_dir.join("agent"))
             .with_token(server.token.to_string());
         if let Some(n) = node_name {
             cfg.node_name = n;
         }
+        cfg.max_pods = max_pods;
         cfg.labels
             .insert("node-role.edge.dev/control-plane".into(), String::new());
         Some(
@@ -182,6 +202,8 @@ async fn server(
                 .await
                 .context("starting the built-in agent")?,
         )
+    } else {
+        None
     };
     println!(
         "edge control plane is up on {} (UDP/QUIC)",
