@@ -62,6 +62,7 @@ pub fn running_pod() -> Pod {
                 }),
                 ..Default::default()
             },
+            ..Default::default()
         },
         ContainerStatus {
             name: "side".into(),
@@ -74,6 +75,7 @@ pub fn running_pod() -> Pod {
                 }),
                 ..Default::default()
             },
+            ..Default::default()
         },
     ];
     p
