@@ -78,6 +78,9 @@ struct Inner {
     allocator: AllocatorKind,
     cache: DiskCache,
     compilations: AtomicU64,
+    /// Components already loaded, by digest: a thousand pods of one component share one copy
+    /// of its code instead of deserializing it a thousand times.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, LoadedComponent>>,
 }
 
 impl Runtime {
@@ -105,6 +108,7 @@ impl Runtime {
             allocator,
             cache,
             compilations: AtomicU64::new(0),
+            loaded: Default::default(),
         });
         spawn_epoch_thread(Arc::downgrade(&inner))?;
         Ok(Runtime { inner })
@@ -241,7 +245,26 @@ impl Inner {
                 actual,
             });
         }
+        if let Some(hit) = self.loaded_lock().get(&digest) {
+            return Ok(hit.clone());
+        }
+        let loaded = self.load_uncached(digest.clone(), binary, wasm)?;
+        self.loaded_lock().insert(digest, loaded.clone());
+        Ok(loaded)
+    }
 
+    fn loaded_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, LoadedComponent>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_uncached(
+        &self,
+        digest: String,
+        binary: BinaryKind,
+        wasm: &[u8],
+    ) -> Result<LoadedComponent, RuntimeError> {
         let path = self.cache.path_for(&digest);
         if path.is_file() {
             match self.load_cached(&digest, binary, &path) {

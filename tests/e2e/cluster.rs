@@ -83,6 +83,11 @@ fn all_in_one_apply_get_logs_delete_and_restart() {
     wait_for("ticker output", Duration::from_secs(30), || {
         c.ok(&["logs", "ticker"]).contains("tick 1").then_some(())
     });
+    let before = c.server.as_ref().map(|d| d.log_text()).unwrap_or_default();
+    assert!(
+        before.contains("edge_runtime: compiled"),
+        "the first start compiles:\n{before}"
+    );
     let mut c = c;
     c.server.take().expect("server").interrupt();
     c.server = Some(c.spawn_server(&[]));
