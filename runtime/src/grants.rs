@@ -228,17 +228,20 @@ impl NetworkPolicy {
     }
 
     /// Every denial is visible twice: in the host log for the operator, and in the pod's
-    /// own stderr so that `edgectl logs` shows why a connection failed.
+    /// own stderr so that `edgectl logs` shows why a connection failed. Both share the
+    /// notice budget (a few per second), so a guest retrying in a loop cannot flood either.
     fn deny(&self, what: &str, destination: &str) {
-        tracing::warn!(
-            component = %self.digest,
-            access = what,
-            destination,
-            "network access denied: not in the pod's network grants"
-        );
-        self.output.notice(&format!(
+        let told = self.output.notice(&format!(
             "[edge: network access denied: {what} to {destination} is not in the pod's network grants]"
         ));
+        if told {
+            tracing::warn!(
+                component = %self.digest,
+                access = what,
+                destination,
+                "network access denied: not in the pod's network grants"
+            );
+        }
     }
 }
 

@@ -91,8 +91,9 @@ impl RateLimitedSink {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Writes a host line (e.g. a denied connection) to the guest's stderr.
-    pub(crate) fn notice(&self, line: &str) {
+    /// Writes a host line (e.g. a denied connection) to the guest's stderr; returns false
+    /// when this second's notice budget is spent and the line was skipped.
+    pub(crate) fn notice(&self, line: &str) -> bool {
         let mut bucket = self.lock();
         let now = Instant::now();
         if now.duration_since(bucket.notices_window) >= NOTICE_INTERVAL {
@@ -100,10 +101,11 @@ impl RateLimitedSink {
             bucket.notices_left = NOTICES_PER_SEC;
         }
         if bucket.notices_left == 0 {
-            return;
+            return false;
         }
         bucket.notices_left -= 1;
         self.write_line(&mut bucket, line);
+        true
     }
 
     fn write_line(&self, bucket: &mut Bucket, line: &str) {
