@@ -167,6 +167,7 @@ fn main() {
         let mut child = Command::new(bin)
             .args([
                 "serve",
+                "-Scli",
                 "--addr",
                 &format!("127.0.0.1:{port}"),
                 &component("http-hello"),
@@ -175,9 +176,15 @@ fn main() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .ok()?;
-        wait_for("wasmtime serve", Duration::from_secs(60), || {
-            http_get(port, "/", Duration::from_secs(1)).map(|_| ())
+        let up = (0..600).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            http_get(port, "/", Duration::from_secs(1)).is_some()
         });
+        if !up {
+            eprintln!("wasmtime serve did not come up on port {port}");
+            let _ = child.kill();
+            return None;
+        }
         let r = wrk(port);
         let _ = child.kill();
         let _ = child.wait();

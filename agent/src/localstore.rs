@@ -24,7 +24,10 @@ fn err(e: impl std::fmt::Display) -> AgentError {
 
 impl LocalStore {
     pub fn open(path: &Path) -> Result<LocalStore, AgentError> {
-        let db = Database::create(path)
+        // A small page cache: the agent's store is tiny and the node's memory is for pods.
+        let db = Database::builder()
+            .set_cache_size(4 << 20)
+            .create(path)
             .map_err(|e| AgentError::LocalStore(format!("{}: {e}", path.display())))?;
         restrict_to_owner(path);
         let txn = db.begin_write().map_err(err)?;

@@ -34,6 +34,28 @@ fn pod(name: &str, digest: &str) -> Object {
         .remove(0)
 }
 
+/// Joins as node `name` over an anonymous join connection and connects with the new certificate.
+async fn join_node(s: &RunningServer, anon: &Client, name: &str) -> Client {
+    let request = Request::Join {
+        secret: s.token.secret.clone(),
+        node_name: name.into(),
+    };
+    let Response::Joined {
+        ca_pem,
+        cert_pem,
+        key_pem,
+    } = anon.call(&request).await.unwrap()
+    else {
+        panic!("join answered something else")
+    };
+    let cfg =
+        edge_api::tls::client_config(&ca_pem, &cert_pem, &key_pem, edge_api::wire::ALPN_AGENT)
+            .unwrap();
+    Client::connect(&s.local_addr.to_string(), cfg)
+        .await
+        .unwrap()
+}
+
 const WASM: &[u8] = b"\0asm\x01\0\0\0";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,25 +346,7 @@ async fn peers_without_a_valid_certificate_are_refused() {
     assert!(Client::connect(&addr, cfg).await.is_err());
 
     // A node certificate is confined to the node's own objects.
-    let joined = anon
-        .call(&Request::Join {
-            secret: s.token.secret.clone(),
-            node_name: "n1".into(),
-        })
-        .await
-        .unwrap();
-    let Response::Joined {
-        ca_pem,
-        cert_pem,
-        key_pem,
-    } = joined
-    else {
-        panic!()
-    };
-    let node_cfg =
-        edge_api::tls::client_config(&ca_pem, &cert_pem, &key_pem, edge_api::wire::ALPN_AGENT)
-            .unwrap();
-    let node = Client::connect(&addr, node_cfg).await.unwrap();
+    let node = join_node(&s, &anon, "n1").await;
     let e = node
         .call(&Request::List {
             kind: Kind::Node,
@@ -371,25 +375,7 @@ async fn a_node_reads_only_the_configmaps_its_pods_use() {
     let anon = Client::connect(&addr, edge_api::tls::join_client_config(&s.token).unwrap())
         .await
         .unwrap();
-    let joined = anon
-        .call(&Request::Join {
-            secret: s.token.secret.clone(),
-            node_name: "n1".into(),
-        })
-        .await
-        .unwrap();
-    let Response::Joined {
-        ca_pem,
-        cert_pem,
-        key_pem,
-    } = joined
-    else {
-        panic!()
-    };
-    let node_cfg =
-        edge_api::tls::client_config(&ca_pem, &cert_pem, &key_pem, edge_api::wire::ALPN_AGENT)
-            .unwrap();
-    let node = Client::connect(&addr, node_cfg).await.unwrap();
+    let node = join_node(&s, &anon, "n1").await;
 
     // Register a Ready node so the scheduler binds the pod to it.
     let mut n = edge_api::Node::default();

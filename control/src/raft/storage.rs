@@ -134,14 +134,22 @@ pub struct RedbStore {
     hub: Arc<WatchHub>,
 }
 
+/// The redb page cache of the control-plane store.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 impl RedbStore {
     /// Opens (or creates) the store file and makes sure every table exists.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, OpenError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|source| OpenError::Database {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // redb's default page cache is sized for servers; a 1 GB Pi wants it small. Reads of
+        // hot objects still hit the OS page cache.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| OpenError::Database {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let revision = prepare(&db).map_err(|source| OpenError::Prepare {
             path: path.to_path_buf(),
             source,

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// How many recent events are kept for resuming watches.
-pub const HISTORY: usize = 10_000;
+/// How many recent events are kept for resuming watches. Each holds a whole object, so this
+/// bounds memory on small boxes; a client further behind gets "expired" and relists.
+pub const HISTORY: usize = 2_000;
 
 pub struct WatchHub {
     inner: Mutex<Inner>,
