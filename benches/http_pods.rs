@@ -1,5 +1,5 @@
-//! Benchmark: HTTP components as pods. Time from `edgectl apply` to Ready, the all-in-one
-//! server's resident memory with 0, 100 and 1,000 idle HTTP pods, and requests/s with p50/p99
+//! Benchmark: HTTP components as pods. Time from `edgectl apply` to Ready, the agent's and the
+//! control plane's resident memory (separate processes) with 0, 100 and 1,000 idle HTTP pods, and requests/s with p50/p99
 //! latency of one pod served by the agent beside `wasmtime serve` on the same component (wrk).
 //!
 //! `cargo bench --bench http_pods` (env `PODS`, default 1000). Prints Markdown tables.
@@ -130,14 +130,35 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let max = (pods + 10).to_string();
-    let c = Cluster::start(&["--max-pods", &max]);
+    // The agent runs as its own process so its memory is measured apart from the control plane.
+    let c = Cluster::start(&["--no-agent"]);
+    let token = std::fs::read_to_string(c.data_dir().join("token")).expect("token");
+    let agent_dir = c.home.path().join("agent");
+    let agent = Daemon::spawn(
+        &[
+            "agent",
+            "--server",
+            &format!("127.0.0.1:{}", c.port),
+            "--token",
+            token.trim(),
+            "--data-dir",
+            agent_dir.to_str().expect("utf8"),
+            "--node-name",
+            "node-1",
+            "--max-pods",
+            &max,
+        ],
+        c.home.path(),
+        "agent.log",
+    );
     c.wait_node_ready("node-1");
-    let pid = c.server.as_ref().expect("server").child.id();
+    let pid = agent.child.id();
+    let server_pid = c.server.as_ref().expect("server").child.id();
     let config =
         edge_api::config::ClientConfigFile::load(&c.home.path().join("config")).expect("config");
     let seen = watch_ready(config);
     std::thread::sleep(Duration::from_secs(2));
-    let mut memory = vec![(0usize, rss_mib(pid))];
+    let mut memory = vec![(0usize, rss_mib(pid), rss_mib(server_pid))];
 
     let base_port = 20000u16;
     let mut latencies = Vec::new();
@@ -157,7 +178,7 @@ fn main() {
                 (seen.lock().expect("lock").len() > i).then_some(())
             });
             std::thread::sleep(Duration::from_secs(3));
-            memory.push((i + 1, rss_mib(pid)));
+            memory.push((i + 1, rss_mib(pid), rss_mib(server_pid)));
         }
     }
     latencies.sort();
@@ -201,8 +222,8 @@ fn main() {
         "| `edgectl apply` -> Ready, p99 (first 50 pods) | {} |",
         ms(pct(&latencies, 0.99))
     );
-    for (n, mib) in &memory {
-        println!("| server + agent resident memory, {n} idle HTTP pods | {mib:.0} MiB |");
+    for (n, agent, server) in &memory {
+        println!("| resident memory with {n} idle HTTP pods: agent / control plane | {agent:.0} MiB / {server:.0} MiB |");
     }
     println!("\n### Serving one HTTP pod (wrk -t2 -c32 -d10s)\n");
     println!("| server | requests/s | p50 | p99 |\n|---|---|---|---|");

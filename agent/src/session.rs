@@ -58,6 +58,14 @@ async fn connected(shared: &Arc<Shared>, client: &Client) -> AgentError {
 
 async fn register_node(shared: &Shared, client: &Client) -> Result<(), AgentError> {
     let mut node = crate::node::node_object(&shared.config.node_name, &shared.config.labels);
+    // Re-registering must not undo what operators set on the Node (taints, cordon, labels).
+    let key = ObjectKey::new(Kind::Node, "", &shared.config.node_name);
+    if let Ok(Response::Object(Object::Node(existing))) = client.call(&Request::Get { key }).await {
+        node.spec = existing.spec;
+        for (k, v) in existing.metadata.labels {
+            node.metadata.labels.entry(k).or_insert(v);
+        }
+    }
     client
         .call(&Request::Apply {
             object: Object::Node(node.clone()),

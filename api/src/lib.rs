@@ -10,6 +10,7 @@ pub mod meta;
 pub mod object;
 pub mod pod;
 pub mod quantity;
+pub mod scheduling;
 pub mod selector;
 pub mod tls;
 pub mod validation;

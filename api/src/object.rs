@@ -149,6 +149,9 @@ pub struct Node {
 pub struct NodeSpec {
     #[serde(default)]
     pub unschedulable: bool,
+    /// Repel pods that do not tolerate them (see `scheduling`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<crate::scheduling::Taint>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

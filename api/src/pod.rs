@@ -1,6 +1,7 @@
 //! The Pod: a group of WebAssembly components scheduled together on one node.
 
 use crate::meta::{Condition, ObjectMeta};
+use crate::scheduling::{Affinity, Toleration, TopologySpreadConstraint};
 pub use crate::workload::{EnvVarSource, KeySelector, Probe, Volume, VolumeMount};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,13 @@ pub struct PodSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// Taints of nodes this pod accepts (see `scheduling`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -118,7 +118,7 @@ pub fn validate(obj: &Object) -> Result<(), ValidationError> {
     match obj {
         Object::Pod(p) => validate_pod(p).map_err(|(f, m)| fail(&f, m)),
         Object::Namespace(_) => dns1123_label(&meta.name).map_err(|m| fail("metadata.name", m)),
-        Object::Node(_) => Ok(()),
+        Object::Node(n) => validate_taints(&n.spec.taints).map_err(|(f, m)| fail(&f, m)),
         Object::ConfigMap(cm) => validate_data_keys(cm.data.keys().chain(cm.binary_data.keys()))
             .and_then(|_| {
                 cm.entries()
@@ -179,6 +179,236 @@ fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
     for (k, v) in &pod.spec.node_selector {
         label_key(k).map_err(|m| (format!("spec.nodeSelector[{k:?}]"), m))?;
         label_value(v).map_err(|m| (format!("spec.nodeSelector[{k:?}]"), m))?;
+    }
+    validate_placement(pod)
+}
+
+type FieldResult = Result<(), (String, String)>;
+
+fn err(field: String, message: impl Into<String>) -> FieldResult {
+    Err((field, message.into()))
+}
+
+/// Tolerations, affinity and topology spread, with Kubernetes' rules and field paths.
+fn validate_placement(pod: &Pod) -> FieldResult {
+    use crate::scheduling::{TaintEffect, TolerationOperator};
+    for (i, t) in pod.spec.tolerations.iter().enumerate() {
+        let f = |s: &str| format!("spec.tolerations[{i}].{s}");
+        if t.key.is_empty() {
+            if t.operator != TolerationOperator::Exists {
+                return err(
+                    f("operator"),
+                    "must be Exists when key is empty (which tolerates every taint)",
+                );
+            }
+        } else {
+            label_key(&t.key).map_err(|m| (f("key"), m))?;
+        }
+        match t.operator {
+            TolerationOperator::Exists if !t.value.is_empty() => {
+                return err(f("value"), "must be empty when operator is Exists");
+            }
+            _ => label_value(&t.value).map_err(|m| (f("value"), m))?,
+        }
+        if t.toleration_seconds.is_some() && t.effect != Some(TaintEffect::NoExecute) {
+            return err(
+                f("tolerationSeconds"),
+                "may be set only when effect is NoExecute",
+            );
+        }
+    }
+    if let Some(a) = &pod.spec.affinity {
+        validate_affinity(a)?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in pod.spec.topology_spread_constraints.iter().enumerate() {
+        let f = |s: &str| format!("spec.topologySpreadConstraints[{i}].{s}");
+        if c.max_skew < 1 {
+            return err(f("maxSkew"), format!("{} must be at least 1", c.max_skew));
+        }
+        label_key(&c.topology_key).map_err(|m| (f("topologyKey"), m))?;
+        if !seen.insert((&c.topology_key, c.when_unsatisfiable)) {
+            return err(
+                f("topologyKey"),
+                format!(
+                    "duplicate constraint for {:?} and {:?}",
+                    c.topology_key, c.when_unsatisfiable
+                ),
+            );
+        }
+        if let Some(m) = c.min_domains {
+            if m < 1 {
+                return err(f("minDomains"), format!("{m} must be at least 1"));
+            }
+            if c.when_unsatisfiable
+                != crate::scheduling::UnsatisfiableConstraintAction::DoNotSchedule
+            {
+                return err(
+                    f("minDomains"),
+                    "may be set only when whenUnsatisfiable is DoNotSchedule",
+                );
+            }
+        }
+        if let Some(s) = &c.label_selector {
+            validate_label_selector(s, &f("labelSelector"))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_affinity(a: &crate::scheduling::Affinity) -> FieldResult {
+    let base = "spec.affinity";
+    if let Some(na) = &a.node_affinity {
+        let na_path = format!("{base}.nodeAffinity");
+        if let Some(req) = &na.required {
+            let path = format!(
+                "{na_path}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+            );
+            if req.node_selector_terms.is_empty() {
+                return err(path, "at least one term is required");
+            }
+            for (i, t) in req.node_selector_terms.iter().enumerate() {
+                validate_node_selector_term(t, &format!("{path}[{i}]"))?;
+            }
+        }
+        for (i, p) in na.preferred.iter().enumerate() {
+            let path = format!("{na_path}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            validate_weight(p.weight, &path)?;
+            validate_node_selector_term(&p.preference, &format!("{path}.preference"))?;
+        }
+    }
+    for (name, pa) in [
+        ("podAffinity", &a.pod_affinity),
+        ("podAntiAffinity", &a.pod_anti_affinity),
+    ] {
+        let Some(pa) = pa else { continue };
+        let path = format!("{base}.{name}");
+        for (i, t) in pa.required.iter().enumerate() {
+            validate_pod_affinity_term(
+                t,
+                &format!("{path}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"),
+            )?;
+        }
+        for (i, w) in pa.preferred.iter().enumerate() {
+            let path = format!("{path}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            validate_weight(w.weight, &path)?;
+            validate_pod_affinity_term(&w.pod_affinity_term, &format!("{path}.podAffinityTerm"))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_weight(weight: i32, path: &str) -> FieldResult {
+    if !(1..=100).contains(&weight) {
+        return err(
+            format!("{path}.weight"),
+            format!("{weight} must be in the range 1-100"),
+        );
+    }
+    Ok(())
+}
+
+fn validate_node_selector_term(t: &crate::scheduling::NodeSelectorTerm, path: &str) -> FieldResult {
+    use crate::scheduling::NodeSelectorOperator::*;
+    for (i, r) in t.match_expressions.iter().enumerate() {
+        let arity = match r.operator {
+            In | NotIn => Arity::Many,
+            Exists | DoesNotExist => Arity::Zero,
+            Gt | Lt => Arity::OneInteger,
+        };
+        let path = format!("{path}.matchExpressions[{i}]");
+        validate_requirement(&path, &r.key, &r.values, arity)?;
+    }
+    for (i, r) in t.match_fields.iter().enumerate() {
+        let f = |s: &str| format!("{path}.matchFields[{i}].{s}");
+        if r.key != crate::scheduling::FIELD_NODE_NAME {
+            return err(
+                f("key"),
+                format!("{:?}: the only field is metadata.name", r.key),
+            );
+        }
+        if !matches!(r.operator, In | NotIn) || r.values.len() != 1 {
+            return err(f("operator"), "use In or NotIn with a single node name");
+        }
+    }
+    Ok(())
+}
+
+/// How many values an operator takes, as Kubernetes checks them.
+enum Arity {
+    Many,
+    Zero,
+    OneInteger,
+}
+
+fn validate_requirement(path: &str, key: &str, values: &[String], arity: Arity) -> FieldResult {
+    label_key(key).map_err(|m| (format!("{path}.key"), m))?;
+    let bad = match arity {
+        Arity::Many if values.is_empty() => "must be given when operator is In or NotIn",
+        Arity::Zero if !values.is_empty() => {
+            "must be empty when operator is Exists or DoesNotExist"
+        }
+        Arity::OneInteger if values.len() != 1 || values[0].parse::<i64>().is_err() => {
+            "must be a single integer when operator is Gt or Lt"
+        }
+        _ => "",
+    };
+    if !bad.is_empty() {
+        return err(format!("{path}.values"), bad);
+    }
+    for v in values {
+        label_value(v).map_err(|m| (format!("{path}.values"), format!("{v:?} {m}")))?;
+    }
+    Ok(())
+}
+
+fn validate_pod_affinity_term(t: &crate::scheduling::PodAffinityTerm, path: &str) -> FieldResult {
+    if t.topology_key.is_empty() {
+        return err(
+            format!("{path}.topologyKey"),
+            "is required (e.g. kubernetes.io/hostname)",
+        );
+    }
+    label_key(&t.topology_key).map_err(|m| (format!("{path}.topologyKey"), m))?;
+    for (i, ns) in t.namespaces.iter().enumerate() {
+        dns1123_label(ns).map_err(|m| (format!("{path}.namespaces[{i}]"), m))?;
+    }
+    match &t.label_selector {
+        Some(s) => validate_label_selector(s, &format!("{path}.labelSelector")),
+        None => Ok(()),
+    }
+}
+
+fn validate_label_selector(s: &crate::scheduling::LabelSelector, path: &str) -> FieldResult {
+    use crate::scheduling::LabelSelectorOperator::*;
+    for (k, v) in &s.match_labels {
+        let f = format!("{path}.matchLabels[{k:?}]");
+        label_key(k).map_err(|m| (f.clone(), m))?;
+        label_value(v).map_err(|m| (f, m))?;
+    }
+    for (i, r) in s.match_expressions.iter().enumerate() {
+        let arity = match r.operator {
+            In | NotIn => Arity::Many,
+            Exists | DoesNotExist => Arity::Zero,
+        };
+        let path = format!("{path}.matchExpressions[{i}]");
+        validate_requirement(&path, &r.key, &r.values, arity)?;
+    }
+    Ok(())
+}
+
+fn validate_taints(taints: &[crate::scheduling::Taint]) -> FieldResult {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in taints.iter().enumerate() {
+        let f = |s: &str| format!("spec.taints[{i}].{s}");
+        label_key(&t.key).map_err(|m| (f("key"), m))?;
+        label_value(&t.value).map_err(|m| (f("value"), m))?;
+        if !seen.insert((&t.key, t.effect)) {
+            return err(
+                f("key"),
+                format!("duplicate taint {:?} with effect {:?}", t.key, t.effect),
+            );
+        }
     }
     Ok(())
 }

@@ -3,28 +3,17 @@
 
 mod plugins;
 pub mod run;
+mod snapshot;
 
-pub use plugins::{default_filters, default_scorers, FilterPlugin, ScorePlugin};
+pub use plugins::{
+    default_plugins, BoxFilter, BoxScorer, Filter, InterPodAffinity, NodeAffinity, NodePorts,
+    NodeReady, NodeResourcesFit, Normalize, Plugin, PodTopologySpread, Reason, Scorer,
+    TaintToleration, MAX_NODE_SCORE,
+};
+pub use snapshot::{NodeInfo, NodeResources, Resources, Snapshot};
 
-use edge_api::{Node, Pod};
+use edge_api::Pod;
 use std::collections::BTreeMap;
-
-/// What a plugin sees: one candidate node and the pods already bound to it.
-pub struct NodeInfo<'a> {
-    pub node: &'a Node,
-    pub pods: Vec<&'a Pod>,
-}
-
-impl NodeInfo<'_> {
-    /// Sum of the requests of the pods that still occupy this node.
-    pub fn requested(&self, resource: &str) -> u64 {
-        self.pods
-            .iter()
-            .filter(|p| p.occupies_node())
-            .map(|p| p.request(resource))
-            .sum()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Placement {
@@ -36,51 +25,65 @@ pub enum Placement {
     },
 }
 
-/// Picks a node for `pod`. Ties are broken by node name so the result is deterministic.
-pub fn schedule(
-    pod: &Pod,
-    nodes: &[Node],
-    pods: &[Pod],
-    filters: &[Box<dyn FilterPlugin>],
-    scorers: &[Box<dyn ScorePlugin>],
+/// Picks a node for `pod`: every plugin's filter in order (the first failure is the node's
+/// reason), then the weighted sum of normalized scores over the nodes left. Ties are broken by
+/// node name so the result is deterministic.
+pub fn schedule<'a>(
+    pod: &'a Pod,
+    snap: &'a Snapshot<'a>,
+    plugins: &[Box<dyn Plugin>],
 ) -> Placement {
-    let mut per_node = BTreeMap::new();
-    let mut best: Option<(i64, &str)> = None;
-    for node in nodes {
-        let name = node.metadata.name.as_str();
-        let info = NodeInfo {
-            node,
-            pods: pods
-                .iter()
-                .filter(|p| p.spec.node_name.as_deref() == Some(name))
-                .collect(),
-        };
-        if let Some(reason) = filters.iter().find_map(|f| f.filter(pod, &info).err()) {
-            per_node.insert(name.to_string(), reason);
+    let filters: Vec<BoxFilter<'a>> = plugins.iter().filter_map(|p| p.filter(pod, snap)).collect();
+    let mut rejected = Vec::new();
+    let mut feasible = Vec::new();
+    for info in snap.node_infos() {
+        match filters.iter().find_map(|f| f.filter(&info).err()) {
+            Some(reason) => rejected.push((info.name(), reason)),
+            None => feasible.push(info),
+        }
+    }
+    match feasible.as_slice() {
+        [] => {
+            // Reasons are kept as strings only when they are reported.
+            let per_node: BTreeMap<String, String> = rejected
+                .into_iter()
+                .map(|(n, r)| (n.to_string(), r.into_owned()))
+                .collect();
+            return Placement::Unschedulable {
+                summary: summarize(snap.nodes.len(), &per_node),
+                per_node,
+            };
+        }
+        // One candidate needs no scoring.
+        [only] => return Placement::Node(only.name().to_string()),
+        _ => {}
+    }
+    let mut totals = vec![0i64; feasible.len()];
+    let mut scores = vec![0i64; feasible.len()];
+    for plugin in plugins {
+        let Some(scorer) = plugin.scorer(pod, snap, &feasible) else {
             continue;
-        }
-        let score: i64 = scorers
-            .iter()
-            .map(|s| s.score(pod, &info) * s.weight())
-            .sum();
-        let better = match best {
-            None => true,
-            Some((s, n)) => score > s || (score == s && name < n),
         };
-        if better {
-            best = Some((score, name));
+        for (s, n) in scores.iter_mut().zip(&feasible) {
+            *s = scorer.score(n);
+        }
+        scorer.normalize(&feasible, &mut scores);
+        for (t, s) in totals.iter_mut().zip(&scores) {
+            *t += s * plugin.weight();
         }
     }
-    match best {
-        Some((_, name)) => Placement::Node(name.to_string()),
-        None => Placement::Unschedulable {
-            summary: summarize(nodes.len(), &per_node),
-            per_node,
-        },
+    let mut best = 0;
+    for i in 1..feasible.len() {
+        let (s, b) = (totals[i], totals[best]);
+        if s > b || (s == b && feasible[i].name() < feasible[best].name()) {
+            best = i;
+        }
     }
+    Placement::Node(feasible[best].name().to_string())
 }
 
 /// "0/3 nodes are available: 2 Insufficient memory, 1 node(s) were not ready."
+/// Reasons are ordered by count, then alphabetically, so the message is deterministic.
 pub fn summarize(total: usize, per_node: &BTreeMap<String, String>) -> String {
     if total == 0 {
         return "0/0 nodes are available: no nodes are registered.".into();

@@ -1,7 +1,7 @@
 //! The scheduler loop on the leader: whenever pods or nodes change (or every few seconds), place
 //! each pending pod and commit the placement as a raft Bind naming the snapshot revision.
 
-use super::{default_filters, default_scorers, schedule, Placement};
+use super::{default_plugins, schedule, Placement, Snapshot};
 use crate::context::ControlPlane;
 use crate::store::Command;
 use edge_api::meta::{condition, set_condition, Condition};
@@ -56,8 +56,7 @@ fn is_pending(p: &Pod) -> bool {
 /// One pass: place every pending pod, taking a fresh snapshot after each bind so the next
 /// decision sees it (a Bind made from an older snapshot would be rejected as stale).
 pub async fn pass(cp: &ControlPlane) -> Result<(), ApiError> {
-    let filters = default_filters();
-    let scorers = default_scorers();
+    let plugins = default_plugins();
     loop {
         let snap = cp.current().await?;
         let to_pods = |v: Vec<Object>| {
@@ -80,10 +79,12 @@ pub async fn pass(cp: &ControlPlane) -> Result<(), ApiError> {
                 _ => None,
             })
             .collect();
+        // Indexed once and shared by every pending pod placed from this snapshot.
+        let snapshot = Snapshot::new(&nodes, &pods);
         let mut bound_one = false;
         for pod in pods.iter().filter(|p| is_pending(p)) {
             let key = Object::Pod(pod.clone()).key();
-            match schedule(pod, &nodes, &pods, &filters, &scorers) {
+            match schedule(pod, &snapshot, &plugins) {
                 Placement::Node(node) => {
                     let cmd = Command::Bind {
                         key: key.clone(),
