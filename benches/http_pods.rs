@@ -8,71 +8,13 @@
 #[allow(dead_code)]
 mod support;
 
-use edge_api::object::{Kind, Object};
-use edge_api::wire::{Client, Request, Response};
-use std::collections::HashMap;
+#[allow(dead_code)] // each benchmark uses part of it
+mod common;
+
+use common::*;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// First moment each pod is seen Ready, from a watch in this process.
-fn watch_ready(config: edge_api::config::ClientConfigFile) -> Arc<Mutex<HashMap<String, Instant>>> {
-    let seen = Arc::new(Mutex::new(HashMap::new()));
-    let out = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let quic = config.quic_config(edge_api::wire::ALPN_API).expect("tls");
-            let client = Client::connect(&config.server, quic)
-                .await
-                .expect("connect");
-            let req = Request::Watch {
-                kind: Kind::Pod,
-                namespace: None,
-                selector: None,
-                resource_version: None,
-            };
-            let mut stream = client.stream(&req).await.expect("watch");
-            while let Ok(Some(Response::Event(ev))) = stream.next().await {
-                if let Object::Pod(p) = ev.object {
-                    let ready = edge_api::meta::condition(&p.status.conditions, "Ready")
-                        .is_some_and(|c| c.is_true());
-                    if ready {
-                        out.lock()
-                            .expect("lock")
-                            .entry(p.metadata.name.clone())
-                            .or_insert_with(Instant::now);
-                    }
-                }
-            }
-        });
-    });
-    seen
-}
 
 struct Wrk {
     rps: f64,
@@ -104,16 +46,6 @@ fn wrk(port: u16) -> Option<Wrk> {
         p50: field("50%")?,
         p99: field("99%")?,
     })
-}
-
-fn wasmtime_bin() -> Option<std::path::PathBuf> {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from)?;
-    let candidates = [
-        home.join(".cargo/bin/wasmtime"),
-        "/usr/local/bin/wasmtime".into(),
-        "/usr/bin/wasmtime".into(),
-    ];
-    candidates.into_iter().find(|p| p.exists())
 }
 
 fn pod_manifest(dir: &std::path::Path, name: &str, port: u16) -> String {
@@ -156,7 +88,9 @@ fn main() {
     let server_pid = c.server.as_ref().expect("server").child.id();
     let config =
         edge_api::config::ClientConfigFile::load(&c.home.path().join("config")).expect("config");
-    let seen = watch_ready(config);
+    let seen = watch_pods(config, |p| {
+        edge_api::meta::condition(&p.status.conditions, "Ready").is_some_and(|c| c.is_true())
+    });
     std::thread::sleep(Duration::from_secs(2));
     let mut memory = vec![(0usize, rss_mib(pid), rss_mib(server_pid))];
 
@@ -216,11 +150,11 @@ fn main() {
     println!("| figure | value |\n|---|---|");
     println!(
         "| `edgectl apply` -> Ready, p50 (first 50 pods) | {} |",
-        ms(pct(&latencies, 0.5))
+        ms(percentile(&latencies, 0.5))
     );
     println!(
         "| `edgectl apply` -> Ready, p99 (first 50 pods) | {} |",
-        ms(pct(&latencies, 0.99))
+        ms(percentile(&latencies, 0.99))
     );
     for (n, agent, server) in &memory {
         println!("| resident memory with {n} idle HTTP pods: agent / control plane | {agent:.0} MiB / {server:.0} MiB |");

@@ -8,72 +8,13 @@
 #[allow(dead_code)]
 mod support;
 
-use edge_api::object::{Kind, Object};
-use edge_api::wire::{Client, Request, Response};
-use std::collections::HashMap;
+#[allow(dead_code)] // each benchmark uses part of it
+mod common;
+
+use common::*;
 use std::io::BufRead;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Records the first moment each pod is seen Running, from a watch in this process.
-fn watch_running(
-    config: edge_api::config::ClientConfigFile,
-) -> Arc<Mutex<HashMap<String, Instant>>> {
-    let seen = Arc::new(Mutex::new(HashMap::new()));
-    let out = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let quic = config.quic_config(edge_api::wire::ALPN_API).expect("tls");
-            let client = Client::connect(&config.server, quic)
-                .await
-                .expect("connect");
-            let req = Request::Watch {
-                kind: Kind::Pod,
-                namespace: None,
-                selector: None,
-                resource_version: None,
-            };
-            let mut stream = client.stream(&req).await.expect("watch");
-            while let Ok(Some(Response::Event(ev))) = stream.next().await {
-                if let Object::Pod(p) = ev.object {
-                    if p.status.phase == edge_api::PodPhase::Running {
-                        let mut m = out.lock().expect("lock");
-                        m.entry(p.metadata.name.clone())
-                            .or_insert_with(Instant::now);
-                    }
-                }
-            }
-        });
-    });
-    seen
-}
 
 fn manifest(dir: &std::path::Path, name: &str, wasm: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join(format!("{name}.yaml"));
@@ -93,7 +34,7 @@ fn edge_figures(pods: usize) -> (Vec<Duration>, u64, u64) {
     assert!(wasm.exists(), "run scripts/build-modules.sh first");
     let config =
         edge_api::config::ClientConfigFile::load(&c.home.path().join("config")).expect("config");
-    let seen = watch_running(config);
+    let seen = watch_pods(config, |p| p.status.phase == edge_api::PodPhase::Running);
 
     // Warm-up: the component is uploaded, fetched by the agent and compiled once.
     let warm = manifest(c.home.path(), "warm", &wasm);
@@ -123,7 +64,7 @@ fn edge_figures(pods: usize) -> (Vec<Duration>, u64, u64) {
 
 /// `wasmtime run` of the same component: spawn to its first line of output.
 fn wasmtime_figures(runs: usize) -> Option<(Vec<Duration>, u64)> {
-    let bin = which_wasmtime()?;
+    let bin = wasmtime_bin()?;
     let wasm = repo().join("examples/components/ticker.wasm");
     let mut samples = Vec::new();
     let mut rss = 0;
@@ -149,20 +90,6 @@ fn wasmtime_figures(runs: usize) -> Option<(Vec<Duration>, u64)> {
     }
     samples.sort();
     Some((samples, rss))
-}
-
-fn which_wasmtime() -> Option<std::path::PathBuf> {
-    let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("wasmtime"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(std::path::PathBuf::from(home).join(".cargo/bin/wasmtime"));
-    }
-    candidates.into_iter().find(|p| p.exists())
 }
 
 fn main() {
