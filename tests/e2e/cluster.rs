@@ -97,6 +97,10 @@ fn all_in_one_apply_get_logs_delete_and_restart() {
         pods.contains("ticker") && pods.contains("fail"),
         "objects survive a restart: {pods}"
     );
+    // The watch history starts afresh after a restart: resuming from before it is "expired".
+    let expired = first_watch_answer(&c, 1).expect_err("a watch from revision 1 must be refused");
+    let code = expired.api().map(|e| e.code);
+    assert_eq!(code, Some(edge_api::wire::ErrorCode::Expired), "{expired}");
     c.wait_phase("ticker", "Running");
     wait_for(
         "ticker to tick again after the restart",

@@ -268,3 +268,32 @@ pub fn component(name: &str) -> String {
     );
     p.to_str().expect("utf8").to_string()
 }
+
+/// The first answer to a watch from `resource_version`, sent with the cluster's admin config.
+pub fn first_watch_answer(
+    cluster: &Cluster,
+    resource_version: u64,
+) -> Result<Option<edge_api::wire::Response>, edge_api::wire::WireError> {
+    use edge_api::wire::{Client, Request, ALPN_API};
+    let config = edge_api::config::ClientConfigFile::load(&cluster.home.path().join("config"))
+        .expect("admin config");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let client =
+            Client::connect(&config.server, config.quic_config(ALPN_API).expect("tls")).await?;
+        let kind = edge_api::Kind::Pod;
+        let watch = Request::Watch {
+            kind,
+            namespace: None,
+            selector: None,
+            resource_version: Some(resource_version),
+        };
+        let mut stream = client.stream(&watch).await?;
+        tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap_or(Ok(None))
+    })
+}
