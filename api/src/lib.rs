@@ -2,9 +2,12 @@
 //!
 //! Everything here is usable by `edgectl` without pulling in wasmtime or redb.
 
+pub mod apps;
 pub mod codec;
 pub mod config;
 pub mod configdata;
+pub mod event;
+pub mod intstr;
 pub mod manifest;
 pub mod meta;
 pub mod object;
@@ -12,15 +15,21 @@ pub mod pod;
 pub mod quantity;
 pub mod scheduling;
 pub mod selector;
+pub mod service;
 pub mod tls;
 pub mod validation;
+mod validation_apps;
 pub mod wire;
 pub mod workload;
 
+pub use apps::{DaemonSet, Deployment, Job, PodTemplateSpec, ReplicaSet};
 pub use configdata::{ConfigMap, Secret};
+pub use event::Event;
+pub use intstr::IntOrString;
 pub use meta::{Condition, ObjectMeta, OwnerReference};
 pub use object::{Kind, Namespace, Node, NodeSpec, NodeStatus, Object, ObjectKey};
 pub use pod::{Container, ContainerState, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus};
+pub use service::{Endpoints, Service};
 
 /// The API group/version every built-in object carries.
 pub const API_VERSION: &str = "edge.dev/v1";

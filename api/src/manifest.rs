@@ -109,6 +109,13 @@ pub fn object_from_value(mut doc: serde_json::Value) -> Result<Object, String> {
         Kind::Namespace => Object::Namespace(typed_from::<Namespace>(doc).map_err(typed)?),
         Kind::ConfigMap => Object::ConfigMap(typed_from(doc).map_err(typed)?),
         Kind::Secret => Object::Secret(typed_from(doc).map_err(typed)?),
+        Kind::Event => Object::Event(typed_from(doc).map_err(typed)?),
+        Kind::Deployment => Object::Deployment(typed_from(doc).map_err(typed)?),
+        Kind::ReplicaSet => Object::ReplicaSet(typed_from(doc).map_err(typed)?),
+        Kind::DaemonSet => Object::DaemonSet(typed_from(doc).map_err(typed)?),
+        Kind::Job => Object::Job(typed_from(doc).map_err(typed)?),
+        Kind::Service => Object::Service(typed_from(doc).map_err(typed)?),
+        Kind::Endpoints => Object::Endpoints(typed_from(doc).map_err(typed)?),
     })
 }
 

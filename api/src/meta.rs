@@ -33,6 +33,10 @@ pub struct ObjectMeta {
     pub deletion_timestamp: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
+    /// Pending cleanups that hold a deleted object (deletionTimestamp set) until they are done,
+    /// e.g. `foregroundDeletion` while dependents are removed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -44,6 +48,9 @@ pub struct OwnerReference {
     pub uid: String,
     #[serde(default)]
     pub controller: bool,
+    /// In foreground deletion, the owner waits for this dependent to go first.
+    #[serde(default)]
+    pub block_owner_deletion: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

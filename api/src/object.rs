@@ -1,8 +1,11 @@
 //! The closed set of object kinds, the `Object` sum type that carries any of them, and storage keys.
 
+use crate::apps::{DaemonSet, Deployment, Job, ReplicaSet};
 use crate::configdata::{ConfigMap, Secret};
+use crate::event::Event;
 use crate::meta::{Condition, ObjectMeta};
 use crate::pod::Pod;
+use crate::service::{Endpoints, Service};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -13,19 +16,33 @@ pub enum Kind {
     Pod,
     ConfigMap,
     Secret,
+    Event,
+    Deployment,
+    ReplicaSet,
+    DaemonSet,
+    Job,
+    Service,
+    Endpoints,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::Event,
+        Kind::Deployment,
+        Kind::ReplicaSet,
+        Kind::DaemonSet,
+        Kind::Job,
+        Kind::Service,
+        Kind::Endpoints,
     ];
 
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Pod | Kind::ConfigMap | Kind::Secret)
+        !matches!(self, Kind::Namespace | Kind::Node)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +52,13 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Event => "Event",
+            Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
         }
     }
 
@@ -46,6 +70,13 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
+            Kind::Event => "events",
+            Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
+            Kind::DaemonSet => "daemonsets",
+            Kind::Job => "jobs",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
         }
     }
 
@@ -59,6 +90,13 @@ impl Kind {
                 Kind::Pod => "po",
                 Kind::ConfigMap => "cm",
                 Kind::Secret => "secret",
+                Kind::Event => "ev",
+                Kind::Deployment => "deploy",
+                Kind::ReplicaSet => "rs",
+                Kind::DaemonSet => "ds",
+                Kind::Job => "job",
+                Kind::Service => "svc",
+                Kind::Endpoints => "ep",
             };
             l == k.as_str().to_ascii_lowercase() || l == k.plural() || l == short
         })
@@ -208,6 +246,13 @@ pub enum Object {
     Pod(Pod),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    Event(Event),
+    Deployment(Deployment),
+    ReplicaSet(ReplicaSet),
+    DaemonSet(DaemonSet),
+    Job(Job),
+    Service(Service),
+    Endpoints(Endpoints),
 }
 
 macro_rules! each_variant {
@@ -218,6 +263,13 @@ macro_rules! each_variant {
             Object::Pod($o) => $body,
             Object::ConfigMap($o) => $body,
             Object::Secret($o) => $body,
+            Object::Event($o) => $body,
+            Object::Deployment($o) => $body,
+            Object::ReplicaSet($o) => $body,
+            Object::DaemonSet($o) => $body,
+            Object::Job($o) => $body,
+            Object::Service($o) => $body,
+            Object::Endpoints($o) => $body,
         }
     };
 }
@@ -230,6 +282,13 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::Event(_) => Kind::Event,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::Job(_) => Kind::Job,
+            Object::Service(_) => Kind::Service,
+            Object::Endpoints(_) => Kind::Endpoints,
         }
     }
 
@@ -287,6 +346,13 @@ impl Object {
                 x.type_ == y.type_ && x.data == y.data && x.string_data == y.string_data
             }
             (Object::Node(x), Object::Node(y)) => x.spec == y.spec,
+            (Object::Deployment(x), Object::Deployment(y)) => x.spec == y.spec,
+            (Object::ReplicaSet(x), Object::ReplicaSet(y)) => x.spec == y.spec,
+            (Object::DaemonSet(x), Object::DaemonSet(y)) => x.spec == y.spec,
+            (Object::Job(x), Object::Job(y)) => x.spec == y.spec,
+            (Object::Service(x), Object::Service(y)) => x.spec == y.spec,
+            (Object::Endpoints(x), Object::Endpoints(y)) => x.subsets == y.subsets,
+            (Object::Event(x), Object::Event(y)) => x == y,
             (Object::Pod(x), Object::Pod(y)) => {
                 let mut xs = x.spec.clone();
                 let mut ys = y.spec.clone();
@@ -304,6 +370,12 @@ impl Object {
         match (self, from) {
             (Object::Namespace(a), Object::Namespace(b)) => a.status = b.status.clone(),
             (Object::Node(a), Object::Node(b)) => a.status = b.status.clone(),
+            (Object::Deployment(a), Object::Deployment(b)) => a.status = b.status.clone(),
+            (Object::ReplicaSet(a), Object::ReplicaSet(b)) => a.status = b.status.clone(),
+            (Object::DaemonSet(a), Object::DaemonSet(b)) => a.status = b.status.clone(),
+            (Object::Job(a), Object::Job(b)) => a.status = b.status.clone(),
+            (Object::Service(a), Object::Service(b)) => a.status = b.status.clone(),
+
             (Object::Pod(a), Object::Pod(b)) => {
                 a.status = b.status.clone();
                 if a.spec.node_name.is_none() {

@@ -115,6 +115,9 @@ pub fn validate(obj: &Object) -> Result<(), ValidationError> {
             )
         })?;
     }
+    if let Some(result) = crate::validation_apps::validate_kind(obj) {
+        return result.map_err(|(f, m)| fail(&f, m));
+    }
     match obj {
         Object::Pod(p) => validate_pod(p).map_err(|(f, m)| fail(&f, m)),
         Object::Namespace(_) => dns1123_label(&meta.name).map_err(|m| fail("metadata.name", m)),
@@ -129,10 +132,11 @@ pub fn validate(obj: &Object) -> Result<(), ValidationError> {
         Object::Secret(sec) => validate_data_keys(sec.data.keys().chain(sec.string_data.keys()))
             .and_then(|_| sec.entries().map(|_| ()).map_err(|m| ("data".into(), m)))
             .map_err(|(f, m)| fail(&f, m)),
+        _ => Ok(()),
     }
 }
 
-fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
+pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
     if pod.spec.containers.is_empty() {
         return Err((
             "spec.containers".into(),
@@ -183,7 +187,7 @@ fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
     validate_placement(pod)
 }
 
-type FieldResult = Result<(), (String, String)>;
+pub(crate) type FieldResult = Result<(), (String, String)>;
 
 fn err(field: String, message: impl Into<String>) -> FieldResult {
     Err((field, message.into()))
@@ -379,7 +383,10 @@ fn validate_pod_affinity_term(t: &crate::scheduling::PodAffinityTerm, path: &str
     }
 }
 
-fn validate_label_selector(s: &crate::scheduling::LabelSelector, path: &str) -> FieldResult {
+pub(crate) fn validate_label_selector(
+    s: &crate::scheduling::LabelSelector,
+    path: &str,
+) -> FieldResult {
     use crate::scheduling::LabelSelectorOperator::*;
     for (k, v) in &s.match_labels {
         let f = format!("{path}.matchLabels[{k:?}]");

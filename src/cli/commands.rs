@@ -210,6 +210,7 @@ async fn describe(ctx: &Ctx, args: DescribeArgs) -> Result<()> {
             Object::Namespace(ns) => describe::describe_namespace(ns),
             Object::ConfigMap(cm) => describe::describe_configmap(cm),
             Object::Secret(sec) => describe::describe_secret(sec),
+            other => describe::describe_other(other),
         })
         .collect();
     print_out(&texts.join("\n\n"))?;

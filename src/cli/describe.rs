@@ -392,6 +392,35 @@ pub fn describe_namespace(ns: &Namespace) -> String {
     d.render()
 }
 
+/// Kinds without a dedicated layout: name, labels and annotations, then the object as YAML.
+pub fn describe_other(obj: &edge_api::Object) -> String {
+    let m = obj.meta();
+    let mut d = Doc::default();
+    d.pair(0, "Name", m.name.clone());
+    if !m.namespace.is_empty() {
+        d.pair(0, "Namespace", m.namespace.clone());
+    }
+    d.map(0, "Labels", &m.labels);
+    d.map(0, "Annotations", &m.annotations);
+    d.pair(0, "CreationTimestamp", timestamp(m.creation_timestamp));
+    let body = render::to_yaml(std::slice::from_ref(obj), false).unwrap_or_default();
+    let mut out = d.render();
+    let mut in_body = false;
+    for line in body.lines() {
+        if line.starts_with("spec:") || line.starts_with("status:") || line.starts_with("subsets:")
+        {
+            in_body = true;
+        } else if !line.starts_with(' ') && !line.starts_with('-') {
+            in_body = false;
+        }
+        if in_body {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[path = "describe_tests.rs"]
 mod tests;

@@ -11,6 +11,7 @@ pub mod describe;
 pub mod get;
 pub mod manifests;
 pub mod render;
+pub mod render_apps;
 #[cfg(test)]
 mod testutil;
 

@@ -160,6 +160,10 @@ pub fn headers(kind: Kind, cols: Columns) -> Vec<&'static str> {
     if cols.namespace && kind.namespaced() {
         h.push("NAMESPACE");
     }
+    if let Some(more) = crate::cli::render_apps::headers(kind, cols.wide) {
+        h.extend(more);
+        return h;
+    }
     match kind {
         Kind::Pod => {
             h.extend(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
@@ -176,6 +180,7 @@ pub fn headers(kind: Kind, cols: Columns) -> Vec<&'static str> {
         Kind::Namespace => h.extend(["NAME", "STATUS", "AGE"]),
         Kind::ConfigMap => h.extend(["NAME", "DATA", "AGE"]),
         Kind::Secret => h.extend(["NAME", "TYPE", "DATA", "AGE"]),
+        _ => {}
     }
     h
 }
@@ -185,6 +190,10 @@ pub fn row(obj: &Object, cols: Columns, now: DateTime<Utc>) -> Vec<String> {
     let mut r = Vec::new();
     if cols.namespace && obj.kind().namespaced() {
         r.push(obj.meta().namespace.clone());
+    }
+    if let Some(more) = crate::cli::render_apps::cells(obj, cols, now) {
+        r.extend(more);
+        return r;
     }
     match obj {
         Object::Pod(p) => r.extend(pod_cells(p, cols.wide, now)),
@@ -201,6 +210,7 @@ pub fn row(obj: &Object, cols: Columns, now: DateTime<Utc>) -> Vec<String> {
             secret_keys(s).to_string(),
             age(s.metadata.creation_timestamp, now),
         ]),
+        _ => {}
     }
     r
 }
