@@ -174,6 +174,7 @@ async fn confirm_deletion(client: &Client, pod: &Pod) {
         .call(&Request::Delete {
             key: key.clone(),
             force: false,
+            propagation: Default::default(),
         })
         .await
     {

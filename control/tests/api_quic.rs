@@ -177,6 +177,7 @@ async fn apply_get_list_watch_delete_over_quic() {
     c.call(&Request::Delete {
         key: key.clone(),
         force: false,
+        propagation: Default::default(),
     })
     .await
     .unwrap();

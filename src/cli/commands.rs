@@ -275,6 +275,7 @@ async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<()> {
             .call(&Request::Delete {
                 key: key.clone(),
                 force: args.force,
+                propagation: Default::default(),
             })
             .await
             .map_err(|e| server_error(e, Some(&key)));

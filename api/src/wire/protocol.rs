@@ -44,6 +44,9 @@ pub enum Request {
     Delete {
         key: ObjectKey,
         force: bool,
+        /// What happens to the objects this one owns (`--cascade`).
+        #[serde(default)]
+        propagation: Propagation,
     },
     /// Streams `Response::Event`s from `resource_version` (exclusive); `None` means "from now,
     /// after listing the current objects as Added".
@@ -79,6 +82,18 @@ pub enum Request {
         node_name: String,
     },
     WhoAmI,
+}
+
+/// Kubernetes' propagationPolicy: how deleting an owner treats its dependents.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the owner now; the garbage collector removes dependents afterwards.
+    #[default]
+    Background,
+    /// Remove dependents first, then the owner (it stays, Terminating, meanwhile).
+    Foreground,
+    /// Keep dependents, without their owner reference.
+    Orphan,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -146,7 +146,7 @@ async fn dispatch(
                 resource_version,
             }
         }
-        Request::Delete { key, force } => Response::Deleted {
+        Request::Delete { key, force, .. } => Response::Deleted {
             object: cp.delete(&scope, &key, force).await?,
         },
         Request::UpdateStatus { object } => {
