@@ -10,7 +10,7 @@ OUT_DIR="$ROOT/examples/components"
 TARGET=wasm32-wasip2
 P1_TARGET=wasm32-wasip1
 # Commands (bins) and the HTTP handler (a cdylib: its file name uses underscores).
-COMPONENTS=(hello ticker fail membomb spin recursion flood escape http-hello)
+COMPONENTS=(hello ticker fail membomb spin recursion flood escape http-hello beacon http-relay)
 P1_MODULES=(hello-p1)
 
 # Idempotent: a no-op when the targets are already installed.

@@ -120,7 +120,8 @@ pub(crate) async fn run(run: Arc<PodRun>, i: usize, c: Container, comp: LoadedCo
                 }
             }
         };
-        let probing = probes::watch(&c, tokio::time::Instant::now(), |ready, why| {
+        let probed = crate::proxy::probing_pod_address(&c, ctx.proxy.local_ip());
+        let probing = probes::watch(&probed, tokio::time::Instant::now(), |ready, why| {
             rep.set_ready(i, ready, why)
         });
         let ended: Termination = tokio::select! {
@@ -214,7 +215,10 @@ async fn prepare(run: &PodRun, c: &Container, kind: ComponentKind) -> Result<Pre
         args: std::iter::once(c.name.clone())
             .chain(c.args.iter().cloned())
             .collect(),
-        env: env::resolve_env(pod, c, &data)?,
+        env: env::with_services(
+            env::resolve_env(pod, c, &data)?,
+            run.ctx.proxy.service_env(&pod.metadata.namespace),
+        ),
         memory_limit_bytes: c
             .resources
             .limits
@@ -223,7 +227,10 @@ async fn prepare(run: &PodRun, c: &Container, kind: ComponentKind) -> Result<Pre
         preopens: volumes::preopens(&plan, c)?,
         network: NetworkGrants {
             listen: tcp_ports(c),
-            outbound: c.outbound.clone(),
+            outbound: (c.outbound.iter().cloned())
+                .chain(run.ctx.proxy.service_grants(&pod.metadata.namespace))
+                .collect(),
+            services: Some(run.ctx.proxy.routes_for(&pod.metadata.namespace)),
         },
         output_bytes_per_sec: run.ctx.output_bytes_per_sec,
     };
@@ -236,7 +243,7 @@ async fn prepare(run: &PodRun, c: &Container, kind: ComponentKind) -> Result<Pre
             // The agent owns the listener; the per-request instances need no listening grant.
             spec.network.listen.clear();
             let port = crate::httppod::serving_port(c)?;
-            let listener = crate::httppod::listen(port)
+            let listener = crate::httppod::listen(run.ctx.proxy.bind_ip(), port)
                 .await
                 .map_err(|message| Waiting {
                     reason: "CreateContainerError",

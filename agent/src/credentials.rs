@@ -1,12 +1,74 @@
 //! The agent's identity: on first start it joins with the token (pinning the cluster CA) and
-//! keeps the node certificate it receives; later starts reuse it without the token.
+//! keeps the node certificate it receives; later starts reuse it without the token. Beside it,
+//! in the same file, the control-plane servers learned from the control plane, so the agent
+//! fails over between them, even after a restart while its configured server is down.
 
-use crate::AgentError;
-use edge_api::config::ClientConfigFile;
+use crate::{AgentError, Shared};
+use edge_api::config::{connect_first, dial_order, ClientConfigFile};
 use edge_api::tls::JoinToken;
-use edge_api::wire::{Client, Request, Response};
-use std::path::Path;
-use tracing::info;
+use edge_api::wire::{Client, Request, Response, WireError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::{debug, info};
+
+const FILE: &str = "agent.conf";
+
+/// Chooses which control-plane server to dial: the configured one and every learned one,
+/// beginning after the server whose link was lost last.
+#[derive(Default)]
+pub(crate) struct Dialer {
+    start: usize,
+}
+
+impl Dialer {
+    pub async fn connect(
+        &mut self,
+        shared: &Arc<Shared>,
+        quic: quinn::ClientConfig,
+    ) -> Result<(Client, String), WireError> {
+        let learned = learned_servers(&shared.config.data_dir);
+        let order = dial_order(&shared.credentials.server, &learned, self.start);
+        let (client, server) = connect_first(&order, quic).await?;
+        let all = dial_order(&shared.credentials.server, &learned, 0);
+        self.start = all.iter().position(|s| *s == server).map_or(0, |i| i + 1);
+        tokio::spawn(learn_servers(
+            shared.config.data_dir.clone(),
+            client.clone(),
+        ));
+        Ok((client, server))
+    }
+}
+
+/// The servers learned earlier (none before the first connection).
+fn learned_servers(data_dir: &Path) -> Vec<String> {
+    ClientConfigFile::load(&data_dir.join(FILE))
+        .map(|c| c.servers)
+        .unwrap_or_default()
+}
+
+/// Asks the control plane for its servers and remembers them.
+async fn learn_servers(data_dir: PathBuf, client: Client) {
+    let members = match client.call(&Request::Members).await {
+        Ok(Response::Members { members }) => members,
+        Ok(_) => return,
+        Err(e) => {
+            debug!(error = %e, "cannot learn the control-plane servers");
+            return;
+        }
+    };
+    let servers: Vec<String> = members.into_iter().map(|m| m.address).collect();
+    let path = data_dir.join(FILE);
+    let Ok(mut cfg) = ClientConfigFile::load(&path) else {
+        return;
+    };
+    if !servers.is_empty() && cfg.servers != servers {
+        info!(?servers, "learned the control-plane servers");
+        cfg.servers = servers;
+        if let Err(e) = cfg.save(&path) {
+            debug!(error = %e, "cannot save the control-plane servers");
+        }
+    }
+}
 
 /// Loads the saved credentials, or joins the cluster with `token` to obtain them.
 pub async fn obtain(
@@ -15,7 +77,7 @@ pub async fn obtain(
     token: Option<&str>,
     node_name: &str,
 ) -> Result<ClientConfigFile, AgentError> {
-    let path = data_dir.join("agent.conf");
+    let path = data_dir.join(FILE);
     if let Ok(mut cfg) = ClientConfigFile::load(&path) {
         if let Some(t) = token {
             // A token for a different cluster means the operator re-pointed this node: rejoin.
@@ -64,6 +126,7 @@ async fn join(
     };
     let cfg = ClientConfigFile {
         server: server.to_string(),
+        servers: Vec::new(),
         certificate_authority: ca_pem,
         client_certificate: cert_pem,
         client_key: key_pem,

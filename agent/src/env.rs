@@ -45,6 +45,20 @@ pub fn resolve_env(
     Ok(env)
 }
 
+/// Puts the services' variables (`<NAME>_SERVICE_HOST/PORT`) before the container's own, which
+/// win on a clash, as the kubelet does.
+pub fn with_services(
+    env: Vec<(String, String)>,
+    services: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = services
+        .into_iter()
+        .filter(|(n, _)| !env.iter().any(|(m, _)| m == n))
+        .collect();
+    out.extend(env);
+    out
+}
+
 /// The value of one key; `None` when it may be absent and is.
 fn key_value(
     ns: &str,
@@ -178,6 +192,29 @@ mod tests {
         assert!(e.0.contains("not available"), "{e}");
         let e = env_of(vec![var("X", "", from("secret", "db", "blob", false))]).unwrap_err();
         assert!(e.0.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn service_variables_come_first_and_declared_ones_win() {
+        let env = with_services(
+            vec![
+                ("POD_NAME".into(), "web".into()),
+                ("DB_SERVICE_PORT".into(), "5432".into()),
+            ],
+            vec![
+                ("DB_SERVICE_HOST".into(), "127.0.0.1".into()),
+                ("DB_SERVICE_PORT".into(), "41000".into()),
+            ],
+        );
+        let lines: Vec<String> = env.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(
+            lines,
+            [
+                "DB_SERVICE_HOST=127.0.0.1",
+                "POD_NAME=web",
+                "DB_SERVICE_PORT=5432"
+            ]
+        );
     }
 
     #[test]

@@ -24,11 +24,13 @@ pub fn serving_port(c: &Container) -> Result<u16, ConfigError> {
     })
 }
 
-/// Binds `0.0.0.0:port`; the error reads well in a waiting state.
-pub async fn listen(port: u16) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(("0.0.0.0", port))
+/// Binds `ip:port` (the node's pod address, or every address); the error reads well in a
+/// waiting state.
+pub async fn listen(ip: std::net::IpAddr, port: u16) -> Result<tokio::net::TcpListener, String> {
+    let addr = std::net::SocketAddr::new(ip, port);
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on 0.0.0.0:{port}: {e}"))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// Serves until the future is dropped (pod stopped, liveness restart) or the server fails.
@@ -41,7 +43,22 @@ pub async fn serve(
     on_failure: Arc<dyn Fn(HandlerFailure) + Send + Sync>,
 ) -> Termination {
     let limits = ctx.http.clone();
-    match sandbox::serve_http(&ctx.runtime, comp, spec, limits, sink, listener, on_failure).await {
+    // The service proxy hands requests for this port straight to the handler while it serves.
+    let (proxy, port) = (ctx.proxy.clone(), listener.local_addr().map(|a| a.port()));
+    let local =
+        move |h: &edge_runtime::HttpHandler| port.ok().map(|p| proxy.register_local(p, h.clone()));
+    match sandbox::serve_http(
+        &ctx.runtime,
+        comp,
+        spec,
+        limits,
+        sink,
+        listener,
+        on_failure,
+        local,
+    )
+    .await
+    {
         Ok(()) => (0, "Completed".into(), "the HTTP server stopped".into()),
         Err(ServeError::Start(m)) => (128, "StartError".into(), m),
     }

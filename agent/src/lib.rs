@@ -17,6 +17,7 @@ mod configsource;
 mod container;
 mod credentials;
 mod env;
+mod fencing;
 mod httppod;
 mod localstore;
 mod logs;
@@ -25,6 +26,8 @@ pub mod node;
 #[cfg(test)]
 mod pod_tests;
 mod probes;
+mod proxy;
+mod reconnect;
 pub mod sandbox;
 mod session;
 mod supervisor;
@@ -72,6 +75,10 @@ pub struct AgentConfig {
     pub node_name: String,
     pub labels: BTreeMap<String, String>,
     pub heartbeat_interval: Duration,
+    /// After a restart, how long to wait for the control plane's list of this node's pods
+    /// before starting the last known ones from the local store instead. The list is fresher
+    /// (pods evicted meanwhile are not started again), but pods must not wait for it long.
+    pub local_start_after: Duration,
     pub max_pods: u32,
     pub restart_backoff: Backoff,
     /// Per-request limits of HTTP components.
@@ -79,6 +86,10 @@ pub struct AgentConfig {
     /// Cap on each container's stdout+stderr bytes per second (protects flash storage);
     /// `None` for the runtime's default (`edge_runtime::DEFAULT_OUTPUT_BYTES_PER_SEC`).
     pub output_bytes_per_sec: Option<u64>,
+    /// This node's address for pods and node ports (like the kubelet's `--node-ip`): HTTP pods
+    /// and service node ports listen on it and other nodes reach this node's pods at it.
+    /// `None`: listen on every address and advertise the one the control plane is reached from.
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 impl AgentConfig {
@@ -90,10 +101,12 @@ impl AgentConfig {
             node_name: node::hostname(),
             labels: BTreeMap::new(),
             heartbeat_interval: Duration::from_secs(5),
+            local_start_after: Duration::from_secs(3),
             max_pods: node::DEFAULT_MAX_PODS,
             restart_backoff: Backoff::default(),
             http_limits: HttpLimits::default(),
             output_bytes_per_sec: None,
+            node_ip: None,
         }
     }
 
@@ -118,6 +131,7 @@ pub(crate) struct Shared {
     pub logs: logs::LogStore,
     /// How the runtime allocates instances, reported as a node condition.
     pub allocator: AllocatorKind,
+    pub proxy: proxy::Proxy,
 }
 
 /// A running agent. Dropping it leaves the tasks running; call `shutdown` to stop pods.
@@ -127,8 +141,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Joins (first start) or reconnects, restarts the last known pods from the local store at
-    /// once (before the control plane answers), and begins syncing.
+    /// Joins (first start) or reconnects and begins syncing. The pods bound here start from the
+    /// control plane's list or, if it does not answer within `local_start_after`, from the
+    /// local store, so they run again after a reboot with no control plane reachable.
     pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         edge_api::validation::dns1123_subdomain(&config.node_name)
             .map_err(|m| AgentError::Token(format!("node name: {m}; pass --node-name")))?;
@@ -150,6 +165,7 @@ impl Agent {
         let logs = logs::LogStore::new(dir.join("logs"));
         let allocator = sandbox::allocator(&runtime);
         let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel();
+        let proxy = proxy::Proxy::new(&config.node_name, config.node_ip);
         let ctx = worker::WorkerContext {
             runtime,
             blobs: blobs::BlobCache::new(dir.join("components"), client.clone())?,
@@ -160,16 +176,9 @@ impl Agent {
             pods_dir: dir.join("pods"),
             http: config.http_limits.clone(),
             output_bytes_per_sec: config.output_bytes_per_sec,
+            proxy: proxy.clone(),
         };
         let supervisor = supervisor::Supervisor::new(ctx, store.clone());
-        let known = store.pods()?;
-        if !known.is_empty() {
-            tracing::info!(
-                pods = known.len(),
-                "starting the last known pods from the local store"
-            );
-        }
-        supervisor.sync_all(&known);
         let shared = Arc::new(Shared {
             config,
             credentials,
@@ -178,10 +187,12 @@ impl Agent {
             supervisor,
             logs,
             allocator,
+            proxy,
         });
         let tasks = vec![
             tokio::spawn(session::run(shared.clone())),
             tokio::spawn(session::report_statuses(shared.clone(), status_rx)),
+            tokio::spawn(start_from_local_store(shared.clone())),
         ];
         Ok(Agent { shared, tasks })
     }
@@ -206,8 +217,16 @@ impl Agent {
             t.abort();
         }
         self.shared.supervisor.stop_all();
+        self.shared.proxy.shutdown();
         if let Some(c) = self.shared.client.write().await.take() {
             c.connection().close(0u32.into(), b"agent shutting down");
         }
     }
+}
+
+/// Starts the last known pods from the local store unless the control plane's list arrived
+/// within `local_start_after`.
+async fn start_from_local_store(shared: Arc<Shared>) {
+    tokio::time::sleep(shared.config.local_start_after).await;
+    shared.supervisor.start_from_local_store();
 }

@@ -58,6 +58,7 @@ fn env() -> Env {
         pods_dir: root.join("pods"),
         http: crate::HttpLimits::default(),
         output_bytes_per_sec: None,
+        proxy: crate::proxy::Proxy::new("test-node", None),
     };
     Env {
         ctx,

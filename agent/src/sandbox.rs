@@ -91,8 +91,10 @@ pub const SERVES_HTTP: bool = true;
 
 /// Serves `component` on `listener` until the future is dropped (how the pod stops: the
 /// runtime's server closes its connections with it). Each failed request is passed to
-/// `on_failure`; serving goes on.
-pub async fn serve_http(
+/// `on_failure`; serving goes on. `on_ready` sees the handler once built; what it returns is
+/// kept while serving (the service proxy's in-process registration).
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_http<R: Send>(
     runtime: &Runtime,
     component: &LoadedComponent,
     spec: RunSpec,
@@ -100,6 +102,7 @@ pub async fn serve_http(
     output: Arc<dyn OutputSink>,
     listener: tokio::net::TcpListener,
     on_failure: Arc<dyn Fn(HandlerFailure) + Send + Sync>,
+    on_ready: impl FnOnce(&edge_runtime::HttpHandler) -> R,
 ) -> Result<(), ServeError> {
     let spec = HttpSpec {
         env: spec.env,
@@ -113,6 +116,7 @@ pub async fn serve_http(
     let handler = runtime
         .http_handler(component, spec, output)
         .map_err(|e| ServeError::Start(e.to_string()))?;
+    let _registration = on_ready(&handler);
     let mut failures = handler.failures();
     let relay = async {
         loop {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub async fn run(shared: Arc<Shared>) {
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = crate::reconnect::ReconnectBackoff::default();
+    let mut dialer = crate::credentials::Dialer::default();
     loop {
         let quic = match shared.credentials.quic_config(edge_api::wire::ALPN_AGENT) {
             Ok(q) => q,
@@ -23,10 +24,10 @@ pub async fn run(shared: Arc<Shared>) {
                 return;
             }
         };
-        match Client::connect(&shared.credentials.server, quic).await {
-            Ok(client) => {
-                info!(server = %shared.credentials.server, "connected to the control plane");
-                delay = Duration::from_millis(500);
+        match dialer.connect(&shared, quic).await {
+            Ok((client, server)) => {
+                info!(%server, "connected to the control plane");
+                backoff.reset();
                 *shared.client.write().await = Some(client.clone());
                 let reason = connected(&shared, &client).await;
                 *shared.client.write().await = None;
@@ -37,8 +38,7 @@ pub async fn run(shared: Arc<Shared>) {
             }
             Err(e) => debug!(error = %e, "control plane unreachable"),
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+        tokio::time::sleep(backoff.next_jittered()).await;
     }
 }
 
@@ -47,9 +47,14 @@ async fn connected(shared: &Arc<Shared>, client: &Client) -> AgentError {
     if let Err(e) = register_node(shared, client).await {
         return e;
     }
+    let services = match crate::proxy::prime(&shared.proxy, client).await {
+        Ok(revisions) => revisions,
+        Err(e) => return e,
+    };
     let incoming = serve_incoming(shared.clone(), client.clone());
     tokio::select! {
         e = heartbeat(shared, client) => e,
+        e = crate::proxy::follow(&shared.proxy, client, services) => e,
         e = sync_pods(shared, client) => e,
         e = incoming => e,
         e = client.connection().closed() => AgentError::Link(WireError::Connection(e)),
@@ -73,6 +78,11 @@ async fn register_node(shared: &Shared, client: &Client) -> Result<(), AgentErro
         })
         .await?;
     node.status = crate::node::node_status(shared.config.max_pods, &shared.allocator);
+    let address = shared
+        .proxy
+        .advertised_address(&shared.credentials.server)
+        .await;
+    node.status.addresses = address.map(|a| a.to_string()).into_iter().collect();
     client
         .call(&Request::UpdateStatus {
             object: Object::Node(node),
@@ -100,9 +110,7 @@ async fn sync_pods(shared: &Shared, client: &Client) -> AgentError {
         if let Err(e) = shared.store.replace_all(&pods) {
             warn!(error = %e, "cannot persist assignments");
         }
-        for pod in shared.supervisor.sync_all(&pods) {
-            confirm_deletion(client, &pod).await;
-        }
+        apply_authoritative_list(shared, client, &pods).await;
         let request = Request::Watch {
             kind: Kind::Pod,
             namespace: None,
@@ -128,6 +136,15 @@ async fn sync_pods(shared: &Shared, client: &Client) -> AgentError {
             }
         }
     }
+}
+
+/// The list of pods bound here is authoritative (fencing, see `fencing.rs`): run exactly
+/// those, and send again statuses the control plane holds differently.
+async fn apply_authoritative_list(shared: &Shared, client: &Client, pods: &[Pod]) {
+    for pod in shared.supervisor.sync_from_control_plane(pods) {
+        confirm_deletion(client, &pod).await;
+    }
+    shared.supervisor.resend_stale_statuses(pods);
 }
 
 async fn list_pods(client: &Client) -> Result<(Vec<Pod>, u64), AgentError> {
@@ -272,9 +289,17 @@ async fn serve_stream(
             )
             .await
         }
+        Request::PortForward {
+            namespace,
+            name,
+            port,
+        } => {
+            crate::proxy::portforward::serve(&shared, &mut send, recv, &namespace, &name, port)
+                .await
+        }
         _ => Err(edge_api::wire::ApiError::new(
             ErrorCode::BadRequest,
-            "agents serve only log requests",
+            "agents serve only log and port-forward requests",
         )),
     };
     if let Err(e) = result {

@@ -1,10 +1,11 @@
 //! Desired pods to running pod workers, level-triggered: given the pods assigned to this node,
 //! start what is missing, stop what is gone, and leave healthy pods alone.
 
+use crate::fencing::Fate;
 use crate::localstore::LocalStore;
 use crate::worker::{PodWorker, WorkerContext};
 use edge_api::{Pod, PodPhase};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tracing::info;
 
@@ -13,6 +14,9 @@ pub struct Supervisor {
     store: LocalStore,
     /// Workers by pod uid: a pod re-created under the same name is a different pod.
     workers: Mutex<HashMap<String, PodWorker>>,
+    /// Whether the control plane's list has been applied since the agent started; held while
+    /// a whole desired set is applied, so the local store's copy never overrides a fresher list.
+    synced: Mutex<bool>,
 }
 
 /// What to do with one desired pod, decided from it and whether a worker runs it.
@@ -44,6 +48,7 @@ impl Supervisor {
             ctx,
             store,
             workers: Mutex::new(HashMap::new()),
+            synced: Mutex::new(false),
         }
     }
 
@@ -53,21 +58,67 @@ impl Supervisor {
 
     /// Makes the running set exactly `desired`. Returns the pods that are terminating and
     /// have now been stopped, whose deletion the caller must confirm.
-    pub fn sync_all(&self, desired: &[Pod]) -> Vec<Pod> {
-        let keep: std::collections::HashSet<&str> =
-            desired.iter().map(|p| p.metadata.uid.as_str()).collect();
-        let gone: Vec<String> = self
-            .workers()
-            .keys()
-            .filter(|uid| !keep.contains(uid.as_str()))
-            .cloned()
-            .collect();
-        for uid in gone {
-            self.remove(&uid);
+    fn sync_all(&self, desired: &[Pod]) -> Vec<Pod> {
+        let running: HashSet<String> = self.workers().keys().cloned().collect();
+        let mut stopped = Vec::new();
+        for fate in crate::fencing::reconcile(&running, desired) {
+            match fate {
+                Fate::Stop(uid) => self.remove(&uid),
+                Fate::Act(pod, action) => stopped.extend(self.act(pod, action)),
+            }
         }
-        let stopped = desired.iter().filter_map(|p| self.upsert(p)).collect();
         self.collect_garbage(desired);
         stopped
+    }
+
+    /// Applies the control plane's list of the pods bound here, which is authoritative (see
+    /// `fencing`). Returns the terminating pods now stopped, whose deletion must be confirmed.
+    pub fn sync_from_control_plane(&self, bound: &[Pod]) -> Vec<Pod> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        *synced = true;
+        self.sync_all(bound)
+    }
+
+    /// Starts the pods last known from the local store, unless the control plane's list came
+    /// first (it is fresher: it knows what was evicted meanwhile). Returns how many it started.
+    pub fn start_from_local_store(&self) -> usize {
+        let synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced {
+            return 0;
+        }
+        let known = match self.store.pods() {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the last known pods");
+                return 0;
+            }
+        };
+        if !known.is_empty() {
+            info!(
+                pods = known.len(),
+                "control plane not reachable yet: starting the last known pods from the local store"
+            );
+        }
+        self.sync_all(&known);
+        known.len()
+    }
+
+    /// Sends again the status of each running pod whose status the control plane holds
+    /// differently (it marked it not Ready while the link was down, or missed updates), since
+    /// statuses are otherwise sent only when they change.
+    pub fn resend_stale_statuses(&self, bound: &[Pod]) {
+        let workers = self.workers();
+        for p in bound {
+            let Some(w) = workers.get(&p.metadata.uid) else {
+                continue;
+            };
+            let status = w.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if status != p.status {
+                let mut pod = w.pod.clone();
+                pod.status = status;
+                let _ = self.ctx.status_tx.send(pod);
+            }
+        }
     }
 
     /// Drops what no desired pod needs: pod directories left by pods deleted while the agent
@@ -86,9 +137,13 @@ impl Supervisor {
 
     /// Applies one pod's desired state; returns it if it was terminating and is now stopped.
     pub fn upsert(&self, pod: &Pod) -> Option<Pod> {
+        let has_worker = self.workers().contains_key(&pod.metadata.uid);
+        self.act(pod, decide(pod, has_worker))
+    }
+
+    fn act(&self, pod: &Pod, action: PodAction) -> Option<Pod> {
         let uid = pod.metadata.uid.clone();
-        let has_worker = self.workers().contains_key(&uid);
-        match decide(pod, has_worker) {
+        match action {
             PodAction::Keep | PodAction::LeaveFinished => None,
             PodAction::Start => {
                 info!(pod = %pod.metadata.name, namespace = %pod.metadata.namespace, "starting pod");

@@ -61,6 +61,8 @@ pub struct WorkerContext {
     pub pods_dir: PathBuf,
     pub http: HttpLimits,
     pub output_bytes_per_sec: Option<u64>,
+    /// Services for pods: their env vars and grants, wasi:http routes, in-process HTTP handlers.
+    pub(crate) proxy: crate::proxy::Proxy,
 }
 
 pub struct PodWorker {
@@ -112,6 +114,7 @@ fn initial_status(pod: &Pod) -> PodStatus {
             name: c.name.clone(),
             image: c.image.clone(),
             state: waiting("ContainerCreating", ""),
+            restart_count: known_restarts(pod, &c.name),
             ..Default::default()
         })
         .collect();
@@ -120,6 +123,16 @@ fn initial_status(pod: &Pod) -> PodStatus {
         Condition::new("PodScheduled", true, "", ""),
     );
     status
+}
+
+/// Restarts counted before this worker (the pod ran before the agent restarted): an agent
+/// restart is not the container's failure, so the count carries over rather than resetting.
+fn known_restarts(pod: &Pod, container: &str) -> u32 {
+    pod.status
+        .container_statuses
+        .iter()
+        .find(|c| c.name == container)
+        .map_or(0, |c| c.restart_count)
 }
 
 pub(crate) fn waiting(reason: &str, message: &str) -> ContainerState {
@@ -457,6 +470,26 @@ mod tests {
             "containers with unready status: [b]; Readiness probe failed: timeout"
         );
         assert!(!readiness_conditions(&[], &[]).is_true());
+    }
+
+    #[test]
+    fn restart_counts_survive_an_agent_restart() {
+        let mut p = Pod::default();
+        p.spec.containers.push(Container {
+            name: "a".into(),
+            ..Default::default()
+        });
+        p.status.phase = PodPhase::Running;
+        p.status.container_statuses.push(ContainerStatus {
+            name: "a".into(),
+            restart_count: 3,
+            ..Default::default()
+        });
+        let s = initial_status(&p);
+        assert_eq!(s.container_statuses[0].restart_count, 3);
+        assert_eq!(s.phase, PodPhase::Pending);
+        p.status = PodStatus::default();
+        assert_eq!(initial_status(&p).container_statuses[0].restart_count, 0);
     }
 
     #[test]

@@ -82,24 +82,47 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
     if let Some(k) = term.strip_prefix('!') {
         return Ok(Requirement::DoesNotExist(key(k)?));
     }
-    for (op, negate) in [(" notin ", true), (" in ", false)] {
+    if let Some(open) = term.find('(') {
+        return parse_set(term, open);
+    }
+    for op in [" notin ", " in "] {
         if let Some((k, set)) = term.split_once(op) {
             let set = set.trim();
-            let inner = set
-                .strip_prefix('(')
-                .and_then(|s| s.strip_suffix(')'))
-                .ok_or_else(|| {
-                    format!("the values of {k:?} must be in parentheses, like ({set})")
-                })?;
-            let values = inner.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
-            return Ok(if negate {
-                Requirement::NotIn(key(k)?, values)
-            } else {
-                Requirement::In(key(k)?, values)
-            });
+            return Err(format!(
+                "the values of {:?} must be in parentheses, like ({set})",
+                k.trim()
+            ));
         }
     }
     Ok(Requirement::Exists(key(term)?))
+}
+
+/// `KEY in (A,B)` or `KEY notin (A)`, the space before `(` optional as in kubectl.
+fn parse_set(term: &str, open: usize) -> Result<Requirement, String> {
+    let (left, rest) = term.split_at(open);
+    let mut words = left.split_whitespace();
+    let (Some(k), Some(op), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!(
+            "{term:?}: expected KEY in (VALUES) or KEY notin (VALUES)"
+        ));
+    };
+    let inner = rest
+        .strip_prefix('(')
+        .and_then(|s| s.trim_end().strip_suffix(')'))
+        .ok_or_else(|| format!("{term:?}: the value set must end with ')'"))?;
+    if inner.trim().is_empty() {
+        return Err(format!(
+            "{term:?}: the value set of '{op}' must not be empty"
+        ));
+    }
+    let values = inner.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
+    match op {
+        "in" => Ok(Requirement::In(key(k)?, values)),
+        "notin" => Ok(Requirement::NotIn(key(k)?, values)),
+        other => Err(format!(
+            "{term:?}: unknown operator {other:?}; use in or notin"
+        )),
+    }
 }
 
 fn key(k: &str) -> Result<String, String> {
@@ -151,5 +174,29 @@ mod tests {
         let e = Selector::parse("tier in front").unwrap_err();
         assert!(e.why.contains("parentheses"), "{e}");
         assert!(Selector::parse("a b=c").is_err());
+        let e = Selector::parse("tier in ()").unwrap_err();
+        assert!(e.why.contains("must not be empty"), "{e}");
+        let e = Selector::parse("tier within (a)").unwrap_err();
+        assert!(e.why.contains("unknown operator"), "{e}");
+        assert!(Selector::parse("tier in (a").is_err());
+        assert!(Selector::parse("in (a)").is_err());
+    }
+
+    #[test]
+    fn set_terms_parse_in_kubectl_spellings() {
+        let l = labels(&[("tier", "front"), ("env", "dev")]);
+        for sel in [
+            "tier in(front)",
+            "tier  in ( front , back )",
+            "env notin(prod),tier",
+            "!gpu,env in (dev)",
+        ] {
+            let parsed = Selector::parse(sel).unwrap();
+            assert!(parsed.matches(&l), "{sel}");
+        }
+        assert_eq!(
+            Selector::parse("tier in(a,b)").unwrap().requirements,
+            vec![Requirement::In("tier".into(), vec!["a".into(), "b".into()])]
+        );
     }
 }

@@ -11,12 +11,45 @@ use std::time::{Duration, Instant};
 pub struct ServerOptions {
     /// A node silent for longer than this is marked NotReady.
     pub node_grace_period: Duration,
+    /// Eviction pacing and default tolerations (see `nodes`).
+    pub lifecycle: crate::nodes::LifecycleOptions,
+    /// Membership in a multi-server control plane.
+    pub ha: HaOptions,
+}
+
+/// How this server takes part in a control plane of several servers.
+#[derive(Clone, Debug, Default)]
+pub struct HaOptions {
+    /// `host:port` at which other servers, agents and clients reach this one; by default the
+    /// listen address (loopback for a wildcard, which only suits a single machine).
+    pub advertise: Option<String>,
+    /// On first start, join this cluster instead of creating a new one.
+    pub join: Option<JoinTarget>,
+    pub raft: crate::raft::RaftTuning,
+}
+
+/// An existing server to join through, and the token that admits us.
+#[derive(Clone)]
+pub struct JoinTarget {
+    pub address: String,
+    pub token: edge_api::tls::JoinToken,
+}
+
+/// Never prints the token's secret.
+impl std::fmt::Debug for JoinTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTarget")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             node_grace_period: Duration::from_secs(40),
+            lifecycle: Default::default(),
+            ha: HaOptions::default(),
         }
     }
 }

@@ -2,9 +2,12 @@
 
 pub mod apiserver;
 pub mod context;
+pub mod controllers;
+pub mod events;
 pub mod nodes;
 pub mod pki;
 pub mod raft;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod store;

@@ -172,6 +172,31 @@ impl ClusterPki {
         self.issue(&format!("node:{node}"), NODE_GROUP, false)
     }
 
+    /// A certificate for another control-plane server (serves clients, dials raft peers).
+    pub fn issue_server(&self, name: &str) -> Result<(String, String), PkiError> {
+        self.issue(&format!("server:{name}"), SERVER_GROUP, true)
+    }
+
+    /// The CA key, handed to servers that join: every server issues certificates.
+    pub fn ca_key_pem(&self) -> &str {
+        &self.ca_key_pem
+    }
+
+    /// Writes what a joining server received (and the join secret from its token) into `dir`,
+    /// so that `load_or_create` finds a complete PKI of the existing cluster.
+    pub fn install_joined(
+        dir: &Path,
+        join: &edge_api::wire::ServerJoin,
+        join_secret: &str,
+    ) -> Result<(), PkiError> {
+        let f = |n: &str| dir.join(n);
+        write_private(&f("ca.crt"), &join.ca_pem)?;
+        write_private(&f("ca.key"), &join.ca_key_pem)?;
+        write_private(&f("join-secret"), join_secret)?;
+        write_private(&f("server.crt"), &join.cert_pem)?;
+        write_private(&f("server.key"), &join.key_pem)
+    }
+
     /// The QUIC server configuration: our certificate chain (leaf + CA, so joining agents can
     /// check the pinned CA hash), client certificates verified against the CA but optional at
     /// the TLS layer so that joining agents get through to the join handler, which is the only

@@ -439,3 +439,98 @@ async fn a_node_reads_only_the_configmaps_its_pods_use() {
     assert_eq!(unused.unwrap_err().api().unwrap().code, ErrorCode::NotFound);
     s.shutdown().await;
 }
+
+/// `Request::Update` is compare-and-swap on resourceVersion, bumps generation only for spec
+/// changes, and is for admins only.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_is_compare_and_swap_on_the_resource_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let c = admin(&s).await;
+    let y = "apiVersion: edge.dev/v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {level: debug}\n";
+    let cm = edge_api::manifest::parse_documents(y, "t")
+        .unwrap()
+        .remove(0);
+    let Response::Applied { object: stored, .. } = c
+        .call(&Request::Apply {
+            object: cm,
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("apply answered something else")
+    };
+    let (rv, generation) = (stored.meta().resource_version, stored.meta().generation);
+
+    let mut labeled = stored.clone();
+    labeled
+        .meta_mut()
+        .labels
+        .insert("team".into(), "a".into());
+    let Response::Object(after) = c
+        .call(&Request::Update {
+            object: labeled.clone(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("update answered something else")
+    };
+    assert_eq!(after.meta().labels["team"], "a");
+    assert!(after.meta().resource_version > rv);
+    assert_eq!(after.meta().generation, generation, "labels are not spec");
+    assert_eq!(after.meta().uid, stored.meta().uid);
+
+    // The same write again carries the old revision: it lost the race.
+    let e = c
+        .call(&Request::Update { object: labeled })
+        .await
+        .unwrap_err();
+    let e = e.api().unwrap();
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert!(e.message.contains("the object has been modified"), "{e:?}");
+
+    let mut changed = after.clone();
+    if let Object::ConfigMap(cm) = &mut changed {
+        cm.data.insert("level".into(), "info".into());
+    }
+    let Response::Object(after2) = c
+        .call(&Request::Update { object: changed })
+        .await
+        .unwrap()
+    else {
+        panic!("update answered something else")
+    };
+    assert_eq!(after2.meta().generation, generation + 1, "data is spec");
+    let Response::Object(Object::ConfigMap(read)) = c
+        .call(&Request::Get { key: after2.key() })
+        .await
+        .unwrap()
+    else {
+        panic!("get answered something else")
+    };
+    assert_eq!(read.data["level"], "info");
+    assert_eq!(read.metadata.labels["team"], "a");
+
+    let mut unread = after2.clone();
+    unread.meta_mut().resource_version = 0;
+    let e = c.call(&Request::Update { object: unread }).await.unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::BadRequest);
+    let mut gone = after2.clone();
+    gone.meta_mut().name = "nothing-here".into();
+    let e = c.call(&Request::Update { object: gone }).await.unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::NotFound);
+
+    let addr = s.local_addr.to_string();
+    let anon = Client::connect(&addr, edge_api::tls::join_client_config(&s.token).unwrap())
+        .await
+        .unwrap();
+    let node = join_node(&s, &anon, "n1").await;
+    let e = node
+        .call(&Request::Update { object: after2 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().code, ErrorCode::Forbidden);
+    s.shutdown().await;
+}

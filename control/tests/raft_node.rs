@@ -1,5 +1,7 @@
 //! Raft nodes over real QUIC with mutual TLS on loopback: a single node that survives a restart
-//! without re-initializing, and a three-node cluster that converges and fails over.
+//! without re-initializing, a three-node cluster that converges and fails over (followers
+//! forward writes and read-index requests to the leader), servers joining through a follower
+//! and being removed, and blobs stored on a majority.
 
 use edge_api::object::Object;
 use edge_api::wire::ALPN_RAFT;
@@ -89,9 +91,9 @@ fn network(pki: &Pki, ep: &quinn::Endpoint) -> QuicNetwork {
 }
 
 /// Hands every stream of every incoming connection to the node, as the real server does.
-fn serve(ep: &quinn::Endpoint, node: &RaftNode) -> tokio::task::JoinHandle<()> {
+fn serve(ep: &quinn::Endpoint, node: &Arc<RaftNode>) -> tokio::task::JoinHandle<()> {
     let ep = ep.clone();
-    let raft = node.raft.clone();
+    let raft = node.clone();
     tokio::spawn(async move {
         while let Some(incoming) = ep.accept().await {
             let raft = raft.clone();
@@ -107,26 +109,37 @@ fn serve(ep: &quinn::Endpoint, node: &RaftNode) -> tokio::task::JoinHandle<()> {
 }
 
 struct Member {
-    node: RaftNode,
+    node: Arc<RaftNode>,
     ep: quinn::Endpoint,
     accept: tokio::task::JoinHandle<()>,
 }
 
 async fn member(pki: &Pki, id: u64, db: &Path) -> Member {
-    let ep = endpoint(pki);
+    member_on(pki, endpoint(pki), id, db).await
+}
+
+/// A member on an endpoint bound already (a joiner needs its address before its id).
+async fn member_on(pki: &Pki, ep: quinn::Endpoint, id: u64, db: &Path) -> Member {
     let addr = ep.local_addr().unwrap().to_string();
-    let node = RaftNode::start(id, addr, db, network(pki, &ep))
-        .await
-        .unwrap();
+    let node = Arc::new(
+        RaftNode::start(id, addr, db, network(pki, &ep))
+            .await
+            .unwrap(),
+    );
     let accept = serve(&ep, &node);
     Member { node, ep, accept }
 }
 
 impl Member {
     async fn stop(self) {
-        self.node.shutdown().await;
         self.accept.abort();
         self.ep.close(0u32.into(), b"test stop");
+        self.node.shutdown().await;
+        // Streams being served hold the node until their connection notices the close.
+        let start = Instant::now();
+        while Arc::strong_count(&self.node) > 1 && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         drop(self.node);
     }
 }
@@ -237,10 +250,12 @@ async fn three_nodes_converge_and_fail_over() {
         .position(|m| m.node.node_id == leader)
         .unwrap();
     let rv = stored_rv(members[li].node.propose(put("alpha")).await.unwrap());
-    // A follower refuses writes and names the leader.
+    // A follower forwards writes to the leader, and its reads after a read barrier see them.
     let fi = (li + 1) % 3;
-    let err = members[fi].node.propose(put("nope")).await.unwrap_err();
-    assert!(err.to_string().contains("not the raft leader"), "{err}");
+    let rv_f = stored_rv(members[fi].node.propose(put("via-follower")).await.unwrap());
+    assert!(rv_f > rv);
+    members[fi].node.read_barrier().await.unwrap();
+    assert!(read(&members[fi].node, "via-follower").is_some());
 
     eventually(
         "all three state machines apply alpha",
@@ -360,4 +375,71 @@ async fn a_dead_peer_is_reported_unreachable_so_raft_backs_off() {
     let err = peer.vote(vote(), option()).await.unwrap_err();
     assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
     assert!(start.elapsed() < Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_join_through_any_member_store_blobs_on_a_majority_and_leave() {
+    use edge_control::raft::join::promote_until_voter;
+    use edge_control::raft::ProposeError;
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let m1 = member(&pki, 1, &dir.path().join("n1.redb")).await;
+    m1.node.initialize_single().await.unwrap();
+    m1.node.wait_leader(Duration::from_secs(5)).await.unwrap();
+
+    let ep2 = endpoint(&pki);
+    let id2 = m1.node.add_server(ep2.local_addr().unwrap().to_string()).await.unwrap();
+    let m2 = member_on(&pki, ep2, id2, &dir.path().join("n2.redb")).await;
+    tokio::time::timeout(Duration::from_secs(30), promote_until_voter(m2.node.clone()))
+        .await
+        .expect("second server promoted");
+    // The third joins through the second, a follower: the change is made by the leader.
+    let ep3 = endpoint(&pki);
+    let id3 = m2.node.add_server(ep3.local_addr().unwrap().to_string()).await.unwrap();
+    let m3 = member_on(&pki, ep3, id3, &dir.path().join("n3.redb")).await;
+    tokio::time::timeout(Duration::from_secs(30), promote_until_voter(m3.node.clone()))
+        .await
+        .expect("third server promoted");
+    assert!(id2 > 1 && id3 > id2, "fresh ids: {id2}, {id3}");
+    let members = m3.node.members().await;
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.reachable));
+    let leaders = members
+        .iter()
+        .filter(|m| m.role == edge_api::wire::MemberRole::Leader)
+        .count();
+    assert_eq!(leaders, 1, "{members:?}");
+    // The same address cannot join twice while it is a voter.
+    let err = m1.node.add_server(m2.node.addr.clone()).await.unwrap_err();
+    assert!(matches!(err, ProposeError::Refused(_)), "{err}");
+
+    // A blob acknowledged by one server is on a majority at once, and on all eventually.
+    let data = b"\0asm\x01\0\0\0 some component".to_vec();
+    let digest = edge_api::wire::blob_digest(&data);
+    m3.node.put_blob(digest.clone(), data.clone()).await.unwrap();
+    let have = [&m1, &m2, &m3]
+        .iter()
+        .filter(|m| m.node.blobs.contains(&digest))
+        .count();
+    assert!(have >= 2, "a majority has the blob when it is acknowledged");
+    eventually("every server has the blob", Duration::from_secs(10), || {
+        [&m1, &m2, &m3].iter().all(|m| m.node.blobs.contains(&digest))
+    })
+    .await;
+    assert_eq!(m1.node.get_blob(&digest).await.unwrap(), Some(data));
+
+    // Removal: unknown ids are refused; a removed server is gone from the membership.
+    let err = m2.node.remove_member(999).await.unwrap_err();
+    assert!(err.to_string().contains("no server 999"), "{err}");
+    m2.node.remove_member(id3).await.unwrap();
+    eventually("the membership shrinks", Duration::from_secs(10), || {
+        m1.node.member_addresses().len() == 2
+    })
+    .await;
+    m3.stop().await;
+    m2.node.remove_member(id2).await.unwrap();
+    let err = m1.node.remove_member(1).await.unwrap_err();
+    assert!(err.to_string().contains("only voter"), "{err}");
+    m2.stop().await;
+    m1.stop().await;
 }

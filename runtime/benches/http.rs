@@ -1,24 +1,28 @@
-//! Benchmark: http-hello served by edge-runtime's HttpHandler next to `wasmtime serve`, both driven by wrk; plus the memory cost of 1,000 idle handlers.
+//! Benchmark: http-hello served by edge-runtime's HttpHandler beside `wasmtime serve`, both
+//! driven by wrk in interleaved rounds; plus the memory cost of 1,000 idle handlers.
 //!
-//! Run with `cargo bench -p edge-runtime --bench http` after `scripts/build-modules.sh`.
-//! Needs `wrk` (Debian: `apt-get install wrk`); `wasmtime serve` is measured when the CLI
-//! is found (`$WASMTIME`, `~/.cargo/bin/wasmtime`, or on `PATH`; install it with
-//! `cargo install wasmtime-cli@48.0.8`). Prints Markdown tables.
+//! Run with `cargo bench -p edge-runtime --bench http` after `scripts/build-modules.sh`, or
+//! build with `--no-run` and start the printed binary directly (it does not need cargo).
+//! Needs `wrk` (`apt-get install wrk`) and the `wasmtime` CLI (`$WASMTIME`, `PATH` or
+//! `~/.cargo/bin`; `cargo install wasmtime-cli --version 48.0.8 --locked`). Env: `ROUNDS`
+//! (default 5), `WRK_DURATION` (seconds, default 10), `WRK_CONNECTIONS` (32), `WRK_THREADS` (2).
+//! `HTTP_BENCH_SERVE=127.0.0.1:8080` only serves http-hello there until killed (for profiling
+//! with perf or callgrind). Prints Markdown tables.
+
+#[path = "../../benches/common/load.rs"]
+mod load;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edge_runtime::{HttpHandler, HttpSpec, OutputSink, OutputStream, Runtime, RuntimeConfig};
+use load::{LoadSettings, Target, WasmtimeServe};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const DURATION: &str = "10s";
-const THREADS: &str = "2";
-const CONNECTIONS: &str = "32";
 const IDLE_HANDLERS: usize = 1000;
 
 struct Discard;
@@ -26,77 +30,8 @@ impl OutputSink for Discard {
     fn write(&self, _: OutputStream, _: &[u8]) {}
 }
 
-/// What wrk reported.
-struct Load {
-    requests_per_sec: f64,
-    p50: String,
-    p99: String,
-}
-
 fn component_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/components/http-hello.wasm")
-}
-
-fn find_wasmtime() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("WASMTIME") {
-        return Some(PathBuf::from(path));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let path = Path::new(&home).join(".cargo/bin/wasmtime");
-        if path.is_file() {
-            return Some(path);
-        }
-    }
-    let found = Command::new("sh")
-        .args(["-c", "command -v wasmtime"])
-        .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    (!path.is_empty()).then(|| PathBuf::from(path))
-}
-
-fn have_wrk() -> bool {
-    Command::new("wrk")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// Runs wrk against `addr` (blocking: wrk is a separate process).
-fn wrk(addr: SocketAddr) -> Result<Load, String> {
-    let output = Command::new("wrk")
-        .args([
-            "-t",
-            THREADS,
-            "-c",
-            CONNECTIONS,
-            "-d",
-            DURATION,
-            "--latency",
-        ])
-        .arg(format!("http://{addr}/"))
-        .output()
-        .map_err(|e| format!("cannot run wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let field = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|v| v.trim().to_string())
-    };
-    let requests_per_sec = field("Requests/sec:")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("cannot parse wrk output:\n{text}"))?;
-    if text.contains("Non-2xx") || text.contains("Socket errors") {
-        eprintln!("wrk reported errors:\n{text}");
-    }
-    Ok(Load {
-        requests_per_sec,
-        p50: field("50%").unwrap_or_else(|| "?".into()),
-        p99: field("99%").unwrap_or_else(|| "?".into()),
-    })
 }
 
 /// One `GET /` on a fresh connection; returns the status line.
@@ -109,19 +44,6 @@ async fn get_once(addr: SocketAddr) -> std::io::Result<String> {
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response);
     Ok(text.lines().next().unwrap_or_default().to_string())
-}
-
-async fn wait_until_serving(addr: SocketAddr, within: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if let Ok(status) = get_once(addr).await {
-            if status.contains(" 200 ") {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 fn vm_rss_kib() -> u64 {
@@ -145,67 +67,14 @@ async fn serve(handler: &HttpHandler) -> (SocketAddr, tokio::task::JoinHandle<()
     )
 }
 
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn bench_wasmtime(wasm: &Path) -> Result<Load, String> {
-    let Some(cli) = find_wasmtime() else {
-        return Err("not installed".into());
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // `-Scli`: the component reads its environment (wasi:cli), like under edge.
-    let child = Command::new(&cli)
-        .args(["serve", "-Scli", "--addr"])
-        .arg(addr.to_string())
-        .arg(wasm)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", cli.display()))?;
-    let _child = KillOnDrop(child);
-    if !wait_until_serving(addr, Duration::from_secs(60)).await {
-        return Err("did not start serving".into());
-    }
-    tokio::task::spawn_blocking(move || wrk(addr))
-        .await
-        .map_err(|e| e.to_string())?
-}
-
-#[tokio::main]
-async fn main() {
-    let wasm_path = component_path();
-    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-modules.sh first",
-            wasm_path.display()
-        )
-    });
-    let digest = hex::encode(Sha256::digest(&wasm));
-    let cache = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(RuntimeConfig {
-        cache_dir: cache.path().to_path_buf(),
-    })
-    .expect("runtime");
-    let component = rt.load(&digest, &wasm).await.expect("load http-hello");
-    println!("allocator: {:?}", rt.allocator());
-
-    // Idle cost: many handlers of the same component, each having served one request.
+/// The resident cost of many handlers of one component, each having served one request.
+async fn idle_handlers(rt: &Runtime, component: &edge_runtime::LoadedComponent) {
     let before = vm_rss_kib();
     let started = Instant::now();
     let mut servers = Vec::with_capacity(IDLE_HANDLERS);
     for _ in 0..IDLE_HANDLERS {
         let handler = rt
-            .http_handler(&component, HttpSpec::default(), Arc::new(Discard))
+            .http_handler(component, HttpSpec::default(), Arc::new(Discard))
             .expect("handler");
         servers.push(serve(&handler).await);
     }
@@ -233,47 +102,80 @@ async fn main() {
         served.saturating_sub(before),
         served.saturating_sub(before) / IDLE_HANDLERS as u64
     );
+}
 
-    if !have_wrk() {
-        println!("\nwrk is not installed: `apt-get install wrk` (Debian) to run the load test.");
+#[tokio::main]
+async fn main() {
+    let wasm_path = component_path();
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-modules.sh first",
+            wasm_path.display()
+        )
+    });
+    let digest = hex::encode(Sha256::digest(&wasm));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: cache.path().to_path_buf(),
+    })
+    .expect("runtime");
+    let component = rt.load(&digest, &wasm).await.expect("load http-hello");
+    println!("allocator: {:?}", rt.allocator());
+
+    if let Ok(addr) = std::env::var("HTTP_BENCH_SERVE") {
+        let handler = rt
+            .http_handler(&component, HttpSpec::default(), Arc::new(Discard))
+            .expect("handler");
+        let listener = TcpListener::bind(addr.as_str()).await.expect("bind");
+        println!("serving http-hello on {addr} until killed");
+        handler.serve(listener).await;
         return;
     }
 
+    idle_handlers(&rt, &component).await;
+
+    let settings = LoadSettings::from_env();
+    if let Err(e) = load::wrk_available() {
+        println!("\nno load test: {e}");
+        return;
+    }
     let handler = rt
         .http_handler(&component, HttpSpec::default(), Arc::new(Discard))
         .expect("handler");
     let (addr, server) = serve(&handler).await;
-    assert!(wait_until_serving(addr, Duration::from_secs(10)).await);
-    let edge = tokio::task::spawn_blocking(move || wrk(addr))
+    let mut targets = vec![Target {
+        name: "edge HttpHandler::serve".into(),
+        addr,
+        pid: std::process::id(),
+    }];
+    let peer = tokio::task::spawn_blocking(move || WasmtimeServe::start(&component_path()))
         .await
-        .expect("wrk task");
+        .expect("start task");
+    match &peer {
+        Ok(peer) => targets.push(Target {
+            name: format!("wasmtime serve {}", load::WASMTIME_VERSION),
+            addr: peer.addr,
+            pid: peer.pid(),
+        }),
+        Err(e) => println!("\nwasmtime serve is not measured: {e}"),
+    }
+    let measured = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || load::interleave(&settings, &targets))
+            .await
+            .expect("load task")
+    };
     server.abort();
+    drop(peer);
     let stats = handler.instantiation_stats();
-    let wasmtime = bench_wasmtime(&wasm_path).await;
+    let pool = rt.pool_usage();
+    let rss_after = vm_rss_kib();
 
     println!();
-    println!(
-        "wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION} --latency, GET / of http-hello, \
-         127.0.0.1, {} CPUs",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!();
-    println!("| server | requests/s | p50 | p99 |");
-    println!("|---|---|---|---|");
-    let row = |name: &str, load: &Result<Load, String>| match load {
-        Ok(l) => println!(
-            "| {name} | {:.0} | {} | {} |",
-            l.requests_per_sec, l.p50, l.p99
-        ),
-        Err(e) => println!("| {name} | {e} | | |"),
-    };
-    row("edge HttpHandler::serve", &edge);
-    row("wasmtime serve 48", &wasmtime);
-    if let (Ok(e), Ok(w)) = (&edge, &wasmtime) {
-        println!(
-            "| ratio edge / wasmtime | {:.2} | | |",
-            e.requests_per_sec / w.requests_per_sec
-        );
+    println!("GET / of examples/components/http-hello.wasm on 127.0.0.1");
+    match measured {
+        Ok(measured) => measured.print(&settings),
+        Err(e) => println!("load test failed: {e}"),
     }
     println!();
     println!(
@@ -281,4 +183,12 @@ async fn main() {
          the guest handler), last {} requests: p50 {:?}, p99 {:?}",
         stats.samples, stats.p50, stats.p99
     );
+    if let Some(pool) = pool {
+        println!(
+            "after the load: the bench process's RSS {} MiB; the instance pool keeps {} KiB \
+             resident in free slots for reuse",
+            rss_after / 1024,
+            pool.idle_resident_bytes / 1024
+        );
+    }
 }

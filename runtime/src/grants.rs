@@ -21,6 +21,54 @@ use crate::RuntimeError;
 pub struct NetworkGrants {
     pub listen: Vec<u16>,
     pub outbound: Vec<String>,
+    /// Names the host routes itself for outgoing wasi:http requests (the cluster's services).
+    pub services: Option<ServiceRoutes>,
+}
+
+/// Host-side routing of outgoing plain-HTTP wasi:http requests to names the host knows, with
+/// no DNS lookup: the node agent's service proxy implements it. A routed request needs no
+/// outbound grant (a service is part of the cluster, as in Kubernetes without a NetworkPolicy).
+pub trait HttpRouter: Send + Sync {
+    /// Where a request for `host` (as the guest wrote it) goes; `port` is `None` when the URL
+    /// has none. `None` when `host` is not a route: the request is checked against the grants.
+    fn route(&self, host: &str, port: Option<u16>) -> Option<SocketAddr>;
+}
+
+/// A shared [`HttpRouter`] in [`NetworkGrants`]; two are equal when they are the same router.
+#[derive(Clone)]
+pub struct ServiceRoutes(pub Arc<dyn HttpRouter>);
+
+impl std::fmt::Debug for ServiceRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceRoutes(..)")
+    }
+}
+
+impl PartialEq for ServiceRoutes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ServiceRoutes {}
+
+/// Sends `request` to `to` instead of the host in its URL; the `host` header the guest's URL
+/// gave stays, so the service sees the name it was called by.
+pub(crate) fn retarget<B>(mut request: http::Request<B>, to: SocketAddr) -> http::Request<B> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    if let Ok(uri) = http::Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(to.to_string())
+        .path_and_query(path)
+        .build()
+    {
+        *request.uri_mut() = uri;
+    }
+    request
 }
 
 impl NetworkGrants {
@@ -112,6 +160,7 @@ impl Rule {
 pub(crate) struct NetworkPolicy {
     listen: Vec<u16>,
     rules: Vec<Rule>,
+    services: Option<ServiceRoutes>,
     output: Arc<RateLimitedSink>,
     digest: String,
 }
@@ -130,6 +179,7 @@ impl NetworkPolicy {
         Ok(Arc::new(NetworkPolicy {
             listen: grants.listen.clone(),
             rules,
+            services: grants.services.clone(),
             output,
             digest: digest.to_string(),
         }))
@@ -201,6 +251,11 @@ impl NetworkPolicy {
             }
         }
         false
+    }
+
+    /// Where the host routes an outgoing plain-HTTP request for `host`, if it names a service.
+    pub(crate) fn service_route(&self, host: &str, port: Option<u16>) -> Option<SocketAddr> {
+        self.services.as_ref()?.0.route(host, port)
     }
 
     /// Whether an outgoing wasi:http request to `host` (as the guest wrote it, brackets
@@ -291,6 +346,7 @@ mod tests {
         let grants = NetworkGrants {
             listen: listen.to_vec(),
             outbound: outbound.iter().map(|s| s.to_string()).collect(),
+            ..NetworkGrants::default()
         };
         NetworkPolicy::new(&grants, RateLimitedSink::new(Arc::new(Null), None), "test").unwrap()
     }
@@ -340,6 +396,36 @@ mod tests {
         // Names and addresses are not mixed up: the grant is for the name only.
         assert!(!p.http_allowed("127.0.0.1", 80));
         assert!(p.http_allowed("localhost", 80));
+    }
+
+    struct OneService;
+    impl HttpRouter for OneService {
+        fn route(&self, host: &str, port: Option<u16>) -> Option<SocketAddr> {
+            (host == "web" && port.is_none_or(|p| p == 80))
+                .then(|| "127.0.0.1:4000".parse().unwrap())
+        }
+    }
+
+    #[test]
+    fn service_routes_are_asked_first_and_keep_the_host_header() {
+        let grants = NetworkGrants {
+            services: Some(ServiceRoutes(Arc::new(OneService))),
+            ..NetworkGrants::default()
+        };
+        let sink = RateLimitedSink::new(Arc::new(Null), None);
+        let p = NetworkPolicy::new(&grants, sink, "test").unwrap();
+        let to = p.service_route("web", None).unwrap();
+        assert_eq!(p.service_route("web", Some(8080)), None);
+        assert_eq!(p.service_route("db", None), None);
+        assert!(!p.http_allowed("web", 80), "a route is not a grant");
+        let req = http::Request::get("http://web/hello?x=1")
+            .header("host", "web")
+            .body(())
+            .unwrap();
+        let req = retarget(req, to);
+        assert_eq!(req.uri().to_string(), "http://127.0.0.1:4000/hello?x=1");
+        assert_eq!(req.headers()["host"], "web");
+        assert_eq!(grants.clone(), grants);
     }
 
     #[test]

@@ -37,11 +37,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use command::{CommandSpec, ExitStatus};
 pub use component::{ComponentKind, LoadedComponent};
 pub use engine::{
-    AllocatorKind, AllocatorPreference, PoolUsage, HTTP_MEMORY_CAP_BYTES, POOLING_ENV,
-    POOL_INSTANCES,
+    AllocatorKind, AllocatorPreference, PoolUsage, HTTP_MEMORY_CAP_BYTES, KEEP_RESIDENT_BYTES,
+    POOLING_ENV, POOL_INSTANCES,
 };
 pub use error::RuntimeError;
-pub use grants::NetworkGrants;
+pub use grants::{HttpRouter, NetworkGrants, ServiceRoutes};
 pub use http::{HandlerFailure, HttpBody, HttpHandler, HttpSpec, InstantiationStats};
 pub use output::{OutputSink, OutputStream, DEFAULT_OUTPUT_BYTES_PER_SEC};
 pub use preopen::Preopen;

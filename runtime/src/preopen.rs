@@ -34,17 +34,22 @@ pub(crate) fn apply(
         if preopen.guest.is_empty() {
             return Err(error("the guest path is empty".to_string()));
         }
-        if !preopen.host.is_dir() {
-            return Err(error("the host path is not a directory".to_string()));
-        }
         let perms = if preopen.read_only {
             FsPerms::ReadOnly
         } else {
             FsPerms::ReadWrite
         };
+        // HTTP handlers come here once per request: look at the path only when opening it
+        // failed, to say why in plain words.
         builder
             .preopened_dir(&preopen.host, &preopen.guest, perms)
-            .map_err(|e| error(format!("{e:#}")))?;
+            .map_err(|e| {
+                if preopen.host.is_dir() {
+                    error(format!("{e:#}"))
+                } else {
+                    error("the host path is not a directory".to_string())
+                }
+            })?;
     }
     Ok(())
 }

@@ -112,6 +112,20 @@ impl WasiHttpHooks for EgressHooks {
             80
         };
         let port = uri.port_u16().unwrap_or(default_port);
+        let routed = (uri.scheme() != Some(&http::uri::Scheme::HTTPS))
+            .then(|| self.policy.service_route(&host, uri.port_u16()))
+            .flatten();
+        if let Some(to) = routed {
+            let request = crate::grants::retarget(request, to);
+            return Box::new(async move {
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        }
         if !self.policy.http_allowed(&host, port) {
             // The guest sees `error-code::http-request-denied`; nothing was connected.
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });

@@ -46,12 +46,12 @@ impl HttpHandler {
 async fn serve_connection(handler: HttpHandler, stream: TcpStream, peer: SocketAddr) {
     // Small responses go out at once instead of waiting for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
+    // Formatted once per connection, not per request.
+    let client = client_address(peer);
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let handler = handler.clone();
-        async move {
-            add_forwarded_for(request.headers_mut(), peer);
-            Ok::<_, Infallible>(handler.handle(request).await)
-        }
+        add_forwarded_for(request.headers_mut(), client.as_ref());
+        async move { Ok::<_, Infallible>(handler.handle(request).await) }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -64,13 +64,17 @@ async fn serve_connection(handler: HttpHandler, stream: TcpStream, peer: SocketA
     }
 }
 
+/// The client's address as an `x-forwarded-for` value.
+fn client_address(peer: SocketAddr) -> Option<HeaderValue> {
+    HeaderValue::from_str(&peer.ip().to_string()).ok()
+}
+
 /// Records the client's address unless a proxy in front of us already did.
-fn add_forwarded_for(headers: &mut hyper::HeaderMap, peer: SocketAddr) {
-    if headers.contains_key(&X_FORWARDED_FOR) {
-        return;
-    }
-    if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
-        headers.insert(X_FORWARDED_FOR, value);
+fn add_forwarded_for(headers: &mut hyper::HeaderMap, client: Option<&HeaderValue>) {
+    if let Some(client) = client {
+        if !headers.contains_key(&X_FORWARDED_FOR) {
+            headers.insert(X_FORWARDED_FOR, client.clone());
+        }
     }
 }
 
@@ -80,12 +84,17 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_added_once() {
-        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let client = client_address("192.0.2.7:5000".parse().unwrap());
         let mut headers = hyper::HeaderMap::new();
-        add_forwarded_for(&mut headers, peer);
+        add_forwarded_for(&mut headers, client.as_ref());
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
-        add_forwarded_for(&mut headers, peer);
+        add_forwarded_for(&mut headers, client.as_ref());
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1");
+        let v6 = client_address("[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(
+            v6.as_ref().map(|v| v.to_str().unwrap()),
+            Some("2001:db8::1")
+        );
     }
 }

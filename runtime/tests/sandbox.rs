@@ -157,6 +157,7 @@ async fn tcp_needs_grants_for_connect_and_listen() {
     run.network = NetworkGrants {
         listen: vec![listen_port],
         outbound: vec![target.to_string()],
+        ..NetworkGrants::default()
     };
     let out = Arc::new(Captured::default());
     let (status, accepted) = tokio::join!(

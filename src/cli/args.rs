@@ -33,18 +33,34 @@ pub enum Command {
     Apply(ApplyArgs),
     /// List objects as a table, or print them as YAML/JSON
     Get(GetArgs),
-    /// Show the details of objects (pods, nodes, namespaces, configmaps, secrets)
+    /// Show the details of objects, with the events about them
     Describe(DescribeArgs),
-    /// Create a ConfigMap or Secret from literal values, files and directories
+    /// Create a Namespace, or a ConfigMap or Secret from literal values, files and directories
     Create(CreateArgs),
     /// Delete objects by name, by selector, or as listed in manifests
-    Delete(DeleteArgs),
+    Delete(crate::cli::delete::DeleteArgs),
+    /// Show what `apply -f` would change (exit 0: nothing, 1: changes, 2: error)
+    Diff(crate::cli::diff::DiffArgs),
+    /// Set (KEY=VALUE) or remove (KEY-) labels of objects
+    Label(crate::cli::label::LabelArgs),
+    /// Set (KEY=VALUE) or remove (KEY-) annotations of objects
+    Annotate(crate::cli::label::AnnotateArgs),
+    /// Set the number of replicas of a Deployment or ReplicaSet
+    Scale(crate::cli::scale::ScaleArgs),
+    /// Follow, list, undo, restart, pause or resume a Deployment's rollouts
+    Rollout(crate::cli::rollout::RolloutArgs),
+    /// Create a Service for the pods of a deployment, replicaset, pod or service
+    Expose(crate::cli::expose::ExposeArgs),
+    /// Forward local ports to a pod's (or a service's pod's) ports through the control plane
+    PortForward(crate::cli::portforward::PortForwardArgs),
     /// Print the output of a pod's component
     Logs(LogsArgs),
     /// Print the client version and whether the server answers
     Version(VersionArgs),
     /// Print a shell completion script
     Completion(CompletionArgs),
+    /// List or remove control-plane servers
+    Member(crate::cli::member::MemberArgs),
 }
 
 #[derive(Args, Debug)]
@@ -67,7 +83,7 @@ pub enum DryRun {
 /// Which objects a read command works on; shared by `get` and `describe`.
 #[derive(Args, Debug)]
 pub struct Selection {
-    /// KIND (pods, nodes, namespaces, configmaps, secrets and their short names) or KIND/NAME
+    /// KIND (pods, deploy, svc, ... or a list like pods,svc, or `all`) or KIND/NAME
     #[arg(value_name = "KIND")]
     pub resource: String,
 
@@ -96,6 +112,23 @@ pub struct GetArgs {
     /// After listing, keep printing changes
     #[arg(short = 'w', long)]
     pub watch: bool,
+
+    /// Add a LABELS column with every label
+    #[arg(long)]
+    pub show_labels: bool,
+
+    /// Add a column with the value of these labels (comma-separated or repeated)
+    #[arg(
+        short = 'L',
+        long = "label-columns",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub label_columns: Vec<String>,
+
+    /// Name objects KIND/NAME even for one kind
+    #[arg(long)]
+    pub show_kind: bool,
 }
 
 impl std::ops::Deref for GetArgs {
@@ -139,6 +172,25 @@ pub enum CreateCommand {
     Configmap(CreateDataArgs),
     /// Create a Secret
     Secret(CreateSecretArgs),
+    /// Create a Namespace
+    #[command(visible_alias = "ns")]
+    Namespace(CreateNamespaceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateNamespaceArgs {
+    /// The namespace's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// `client` prints the object without contacting the server; `server` has it checked there
+    /// without storing it
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = CreateDryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: CreateDryRun,
+
+    /// Print the object instead of a `created` line
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub output: Option<CreateOutput>,
 }
 
 #[derive(Args, Debug)]
@@ -201,37 +253,6 @@ pub enum CreateOutput {
     Yaml,
     Json,
     Name,
-}
-
-#[derive(Args, Debug)]
-pub struct DeleteArgs {
-    /// KIND or KIND/NAME (omit when using -f)
-    #[arg(value_name = "KIND", required_unless_present = "files")]
-    pub resource: Option<String>,
-
-    /// Names of objects to delete
-    #[arg(value_name = "NAME")]
-    pub names: Vec<String>,
-
-    /// Delete the objects listed in these manifests (file, directory or `-`)
-    #[arg(short = 'f', long = "filename", value_name = "PATH", conflicts_with_all = ["resource", "all", "selector"])]
-    pub files: Vec<String>,
-
-    /// Delete every object of the kind in the namespace
-    #[arg(long)]
-    pub all: bool,
-
-    /// Delete the objects matching this label selector
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-
-    /// Remove pods at once instead of letting their node stop them first
-    #[arg(long)]
-    pub force: bool,
-
-    /// Treat objects that do not exist as deleted
-    #[arg(long)]
-    pub ignore_not_found: bool,
 }
 
 #[derive(Args, Debug)]
@@ -359,6 +380,119 @@ mod tests {
         assert_eq!(g.data.output, None);
         assert!(Cli::try_parse_from(["edgectl", "create", "secret", "db"]).is_err());
         assert!(Cli::try_parse_from(["edgectl", "create", "cm", "x", "--dry-run=bogus"]).is_err());
+    }
+
+    #[test]
+    fn workload_verbs_parse_like_kubectl() {
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).map(|c| c.command);
+        let Ok(Command::Get(g)) = parse(&[
+            "edgectl",
+            "get",
+            "all",
+            "--show-labels",
+            "-L",
+            "app,tier",
+            "-L",
+            "env",
+        ]) else {
+            panic!("get")
+        };
+        assert!(g.show_labels);
+        assert_eq!(g.label_columns, ["app", "tier", "env"]);
+        let Ok(Command::Label(l)) = parse(&[
+            "edgectl",
+            "label",
+            "pod",
+            "a",
+            "app=x",
+            "old-",
+            "--overwrite",
+        ]) else {
+            panic!("label")
+        };
+        assert_eq!(l.edit.args, ["pod", "a", "app=x", "old-"]);
+        assert!(l.edit.overwrite);
+        assert!(matches!(
+            parse(&["edgectl", "annotate", "deploy/web", "note=hi"]),
+            Ok(Command::Annotate(_))
+        ));
+        let Ok(Command::Scale(s)) =
+            parse(&["edgectl", "scale", "deployment", "web", "--replicas", "5"])
+        else {
+            panic!("scale")
+        };
+        assert_eq!((s.resource.as_deref(), s.replicas), (Some("deployment"), 5));
+        assert!(
+            parse(&["edgectl", "scale", "deployment", "web"]).is_err(),
+            "--replicas is required"
+        );
+        assert!(parse(&["edgectl", "scale", "deployment", "web", "--replicas", "-1"]).is_err());
+        assert!(parse(&["edgectl", "scale", "-f", "web.yaml", "--replicas", "2"]).is_ok());
+        use crate::cli::rollout::RolloutCommand;
+        let Ok(Command::Rollout(r)) = parse(&[
+            "edgectl",
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout",
+            "90s",
+        ]) else {
+            panic!("rollout status")
+        };
+        let RolloutCommand::Status(st) = r.what else {
+            panic!("status")
+        };
+        assert_eq!(st.timeout, std::time::Duration::from_secs(90));
+        assert!(st.watch);
+        let Ok(Command::Rollout(r)) = parse(&[
+            "edgectl",
+            "rollout",
+            "undo",
+            "deployment",
+            "web",
+            "--to-revision",
+            "2",
+        ]) else {
+            panic!("rollout undo")
+        };
+        let RolloutCommand::Undo(u) = r.what else {
+            panic!("undo")
+        };
+        assert_eq!(
+            (u.object.name.as_deref(), u.to_revision),
+            (Some("web"), Some(2))
+        );
+        for verb in ["history", "restart", "pause", "resume"] {
+            assert!(
+                parse(&["edgectl", "rollout", verb, "deploy/web"]).is_ok(),
+                "{verb}"
+            );
+        }
+        assert!(matches!(
+            parse(&["edgectl", "diff", "-f", "a.yaml"]),
+            Ok(Command::Diff(_))
+        ));
+        assert!(parse(&["edgectl", "diff"]).is_err());
+        for (argv, want) in [
+            (&["edgectl", "delete", "deploy", "web"][..], "background"),
+            (
+                &["edgectl", "delete", "deploy", "web", "--cascade"][..],
+                "background",
+            ),
+            (
+                &["edgectl", "delete", "deploy", "web", "--cascade=orphan"][..],
+                "orphan",
+            ),
+            (
+                &["edgectl", "delete", "deploy", "web", "--cascade=false"][..],
+                "false",
+            ),
+        ] {
+            let Ok(Command::Delete(d)) = parse(argv) else {
+                panic!("delete")
+            };
+            assert_eq!(d.cascade, want, "{argv:?}");
+        }
     }
 
     #[test]

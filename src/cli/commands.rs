@@ -1,20 +1,17 @@
-//! The commands that talk to the server (apply, describe, delete, logs, version) and the
-//! dispatcher; `get` and `create` live in their own modules.
+//! The dispatcher and the small commands (apply, logs, version, completion); the other verbs
+//! live in their own modules (`get`, `describe_cmd`, `create`, `delete`, `label`, `scale`,
+//! `rollout`, `diff`).
 
-use crate::cli::args::{
-    ApplyArgs, Cli, Command, CompletionArgs, DeleteArgs, DescribeArgs, DryRun, LogsArgs,
-    VersionArgs,
-};
+use crate::cli::args::{ApplyArgs, Cli, Command, CompletionArgs, DryRun, LogsArgs, VersionArgs};
 use crate::cli::connect::{self, Session};
-use crate::cli::get::{self, check_selector, get_one, list, ListScope};
+use crate::cli::label::Field;
 use crate::cli::manifests::{
     namespaces_first, parse_sources, read_sources, resolve_images, set_digest, validate_all,
 };
-use crate::cli::{describe, error_line, is_not_found, parse_target, print_out, server_error, Exit};
+use crate::cli::{error_line, print_out, server_error, Exit};
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::Utc;
 use edge_api::wire::{Request, Response};
-use edge_api::{Kind, Object, ObjectKey, Pod};
+use edge_api::{Kind, ObjectKey};
 use std::path::PathBuf;
 
 /// What every command may need from the global flags.
@@ -53,6 +50,8 @@ pub fn unexpected(request: &str, response: &Response) -> anyhow::Error {
         Response::Identity { .. } => "Identity",
         Response::Ok => "Ok",
         Response::Error(_) => "Error",
+        Response::Members { .. } => "Members",
+        Response::JoinedServer(_) => "JoinedServer",
     };
     anyhow!("the server answered a {request} request with {variant}; are edgectl and the server the same version?")
 }
@@ -65,13 +64,21 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Apply(a) => apply(&ctx, a).await,
-        Command::Get(g) => get::run(&ctx, g).await,
-        Command::Describe(d) => describe(&ctx, d).await,
+        Command::Get(g) => crate::cli::get::run(&ctx, g).await,
+        Command::Describe(d) => crate::cli::describe_cmd::run(&ctx, d).await,
         Command::Create(c) => crate::cli::create::run(&ctx, c).await,
-        Command::Delete(d) => delete(&ctx, d).await,
+        Command::Delete(d) => crate::cli::delete::run(&ctx, d).await,
+        Command::Diff(d) => crate::cli::diff::run(&ctx, d).await,
+        Command::Label(l) => crate::cli::label::run(&ctx, l.edit, Field::Labels).await,
+        Command::Annotate(a) => crate::cli::label::run(&ctx, a.edit, Field::Annotations).await,
+        Command::Scale(s) => crate::cli::scale::run(&ctx, s).await,
+        Command::Rollout(r) => crate::cli::rollout::run(&ctx, r).await,
+        Command::Expose(e) => crate::cli::expose::run(&ctx, e).await,
+        Command::PortForward(p) => crate::cli::portforward::run(&ctx, p).await,
         Command::Logs(l) => logs(&ctx, l).await,
         Command::Version(v) => version(&ctx, v).await,
         Command::Completion(c) => completion(c),
+        Command::Member(m) => crate::cli::member::run(&ctx, m).await,
     }
 }
 
@@ -139,159 +146,6 @@ async fn apply(ctx: &Ctx, args: ApplyArgs) -> Result<()> {
             Ok(other) => return Err(unexpected("Apply", &other)),
             Err(e) => {
                 let e = e.context(format!("{}: cannot apply {key}", l.source));
-                eprintln!("{}", error_line(&e));
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(Exit(1).into());
-    }
-    Ok(())
-}
-
-async fn describe(ctx: &Ctx, args: DescribeArgs) -> Result<()> {
-    let target = parse_target(&args.resource, &args.names)?;
-    check_selector(args.selector.as_deref())?;
-    let session = ctx.connect().await?;
-    let client = &session.client;
-    let mut objects = Vec::new();
-    let mut failed = false;
-    for (kind, name) in &target.items {
-        match name {
-            Some(name) => {
-                match get_one(client, &ObjectKey::new(*kind, ctx.namespace(), name)).await {
-                    Ok(o) => objects.push(o),
-                    Err(e) => {
-                        eprintln!("{}", error_line(&e));
-                        failed = true;
-                    }
-                }
-            }
-            None => {
-                let scope = ListScope {
-                    kind: *kind,
-                    namespace: (!args.all_namespaces).then(|| ctx.namespace().to_string()),
-                    selector: args.selector.clone(),
-                };
-                let (items, _) = list(client, &scope).await?;
-                if items.is_empty() {
-                    eprintln!("{}", scope.nothing_found());
-                }
-                objects.extend(items);
-            }
-        }
-    }
-    // A node's description lists its pods: fetch them once for all nodes.
-    let pods: Vec<Pod> = if objects.iter().any(|o| o.kind() == Kind::Node) {
-        let scope = ListScope {
-            kind: Kind::Pod,
-            namespace: None,
-            selector: None,
-        };
-        let (items, _) = list(client, &scope)
-            .await
-            .context("cannot list the pods running on the node")?;
-        items
-            .into_iter()
-            .filter_map(|o| match o {
-                Object::Pod(p) => Some(p),
-                _ => None,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let texts: Vec<String> = objects
-        .iter()
-        .map(|o| match o {
-            Object::Pod(p) => describe::describe_pod(p),
-            Object::Node(n) => describe::describe_node(n, &pods, Utc::now()),
-            Object::Namespace(ns) => describe::describe_namespace(ns),
-            Object::ConfigMap(cm) => describe::describe_configmap(cm),
-            Object::Secret(sec) => describe::describe_secret(sec),
-            other => describe::describe_other(other),
-        })
-        .collect();
-    print_out(&texts.join("\n\n"))?;
-    if failed {
-        return Err(Exit(1).into());
-    }
-    Ok(())
-}
-
-async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<()> {
-    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    let keys: Vec<ObjectKey>;
-    let session;
-    if !args.files.is_empty() {
-        let sources = read_sources(&args.files, &cwd, &mut std::io::stdin().lock())?;
-        let mut loaded = parse_sources(&sources, ctx.namespace.as_deref())?;
-        namespaces_first(&mut loaded);
-        keys = loaded.iter().rev().map(|l| l.object.key()).collect();
-        session = ctx.connect().await?;
-    } else {
-        let resource = args
-            .resource
-            .as_deref()
-            .ok_or_else(|| anyhow!("name a KIND and NAME, or give -f"))?;
-        let target = parse_target(resource, &args.names)?;
-        check_selector(args.selector.as_deref())?;
-        let named = target.items.iter().any(|(_, n)| n.is_some());
-        let bulk = args.all || args.selector.is_some();
-        if named && bulk {
-            bail!("names cannot be given together with --all or --selector");
-        }
-        if !named && !bulk {
-            bail!("resource(s) were provided, but no name was specified; name the objects, or use --all or -l");
-        }
-        session = ctx.connect().await?;
-        if named {
-            keys = target
-                .items
-                .iter()
-                .map(|(k, n)| ObjectKey::new(*k, ctx.namespace(), n.as_deref().unwrap_or_default()))
-                .collect();
-        } else {
-            let scope = ListScope {
-                kind: target.items[0].0,
-                namespace: Some(ctx.namespace().to_string()),
-                selector: args.selector.clone(),
-            };
-            let (items, _) = list(&session.client, &scope).await?;
-            if items.is_empty() {
-                eprintln!("{}", scope.nothing_found());
-            }
-            keys = items.iter().map(Object::key).collect();
-        }
-    }
-    if args.force {
-        eprintln!("Warning: immediate deletion does not wait for the node to confirm the pod has stopped; it may keep running there until its agent reconciles.");
-    }
-    let mut failed = false;
-    for key in keys {
-        let result = session
-            .client
-            .call(&Request::Delete {
-                key: key.clone(),
-                force: args.force,
-                propagation: Default::default(),
-            })
-            .await
-            .map_err(|e| server_error(e, Some(&key)));
-        match result {
-            Ok(Response::Deleted { .. }) => {
-                let kind = key.kind.as_str().to_ascii_lowercase();
-                let verb = if args.force {
-                    "force deleted"
-                } else {
-                    "deleted"
-                };
-                print_out(&format!("{kind} \"{}\" {verb}\n", key.name))?;
-            }
-            Ok(other) => return Err(unexpected("Delete", &other)),
-            Err(e) if args.ignore_not_found && is_not_found(&e) => {}
-            Err(e) => {
                 eprintln!("{}", error_line(&e));
                 failed = true;
             }

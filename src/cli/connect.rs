@@ -39,13 +39,12 @@ pub async fn connect(explicit_config: Option<&Path>, verbose: bool) -> Result<Se
             path.display()
         )
     })?;
-    let client = Client::connect(&config.server, quic)
+    // Every server in the config is tried: any of them serves the whole API.
+    let (client, server) = config
+        .connect_any(quic)
         .await
-        .with_context(|| unreachable_hint(&config.server, &path))?;
-    Ok(Session {
-        client,
-        server: config.server,
-    })
+        .with_context(|| unreachable_hint(&config.all_servers().join(", "), &path))?;
+    Ok(Session { client, server })
 }
 
 /// The advice printed when the server does not answer.

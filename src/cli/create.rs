@@ -236,17 +236,20 @@ pub fn secret_object(name: &str, namespace: Option<&str>, type_: &str, data: Dat
 /// Builds the object a `create` command names, with the namespace only when `-n` was given
 /// (so `--dry-run=client -o yaml` output can be applied to any namespace).
 pub fn build(what: &CreateCommand, namespace: Option<&str>) -> Result<Object> {
-    let args = data_args(what);
-    let data = collect_data(&args.literals, &args.files)?;
     let object = match what {
-        CreateCommand::Configmap(a) => configmap_object(&a.name, namespace, data),
+        CreateCommand::Configmap(a) => {
+            let data = collect_data(&a.literals, &a.files)?;
+            configmap_object(&a.name, namespace, data)
+        }
         CreateCommand::Secret(s) => {
             let SecretCommand::Generic(g) = &s.what;
             if g.type_.is_empty() {
                 bail!("--type must not be empty (the usual type is Opaque)");
             }
+            let data = collect_data(&g.data.literals, &g.data.files)?;
             secret_object(&g.data.name, namespace, &g.type_, data)
         }
+        CreateCommand::Namespace(n) => namespace_object(&n.name),
     };
     let mut checked = object.clone();
     checked.default_namespace(edge_api::DEFAULT_NAMESPACE);
@@ -254,12 +257,24 @@ pub fn build(what: &CreateCommand, namespace: Option<&str>) -> Result<Object> {
     Ok(object)
 }
 
-fn data_args(what: &CreateCommand) -> &CreateDataArgs {
+/// A Namespace (cluster-scoped: `-n` does not apply).
+pub fn namespace_object(name: &str) -> Object {
+    Object::Namespace(edge_api::Namespace {
+        api_version: edge_api::API_VERSION.to_string(),
+        metadata: meta(name, None),
+        ..Default::default()
+    })
+}
+
+/// `--dry-run` and `-o` of any `create` command.
+fn options(what: &CreateCommand) -> (CreateDryRun, Option<CreateOutput>) {
+    let data = |a: &CreateDataArgs| (a.dry_run, a.output);
     match what {
-        CreateCommand::Configmap(a) => a,
+        CreateCommand::Configmap(a) => data(a),
         CreateCommand::Secret(s) => match &s.what {
-            SecretCommand::Generic(g) => &g.data,
+            SecretCommand::Generic(g) => data(&g.data),
         },
+        CreateCommand::Namespace(n) => (n.dry_run, n.output),
     }
 }
 
@@ -281,8 +296,7 @@ pub fn created_output(
 }
 
 pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
-    let opts = data_args(&args.what);
-    let (dry_run, output) = (opts.dry_run, opts.output);
+    let (dry_run, output) = options(&args.what);
     let object = build(&args.what, ctx.namespace.as_deref()).context("nothing was created")?;
     if dry_run == CreateDryRun::Client {
         return print_out(&created_output(&object, output, "(dry run)")?);

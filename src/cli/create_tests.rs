@@ -277,3 +277,33 @@ fn dry_run_client_prints_the_object_to_apply_later() {
         "configmap/cfg\n"
     );
 }
+
+#[test]
+fn create_namespace_builds_a_checked_cluster_scoped_object() {
+    let (what, ns) = create_command(&[
+        "edgectl",
+        "-n",
+        "x",
+        "create",
+        "ns",
+        "team-a",
+        "--dry-run",
+        "-o",
+        "yaml",
+    ]);
+    assert_eq!(
+        options(&what),
+        (CreateDryRun::Client, Some(CreateOutput::Yaml))
+    );
+    let o = build(&what, ns.as_deref()).unwrap();
+    assert_eq!(
+        o.key(),
+        edge_api::ObjectKey::new(edge_api::Kind::Namespace, "", "team-a")
+    );
+    assert_eq!(
+        created_output(&o, None, "").unwrap(),
+        "namespace/team-a created\n"
+    );
+    let (bad, _) = create_command(&["edgectl", "create", "namespace", "Team_A"]);
+    assert!(build(&bad, None).is_err(), "not a DNS-1123 label");
+}

@@ -1,19 +1,33 @@
 //! `edgectl describe`: kubectl-like `Key:  value` blocks for every kind, as pure functions.
 //!
-//! The layout engine (`Doc`) and pods, nodes and namespaces are here; `workload` has the pod's
-//! volumes, probes, mounts and environment, `data` ConfigMaps and Secrets.
+//! The layout engine (`Doc`), the dispatcher and pods, nodes and namespaces are here; `workload`
+//! has the pod's volumes, probes, mounts and environment, `data` ConfigMaps and Secrets, `apps`
+//! the workload kinds, `service` Services, Endpoints and Events, `template` pod templates and
+//! `events` the `Events:` table every description ends with.
 
+mod apps;
 mod data;
+mod events;
+mod service;
+mod template;
 mod workload;
 
+pub use apps::{
+    describe_daemonset, describe_deployment, describe_job, describe_replicaset, owned_pods,
+    pods_status, rolling_update_line,
+};
 pub use data::{describe_configmap, describe_secret};
+pub use events::{event_age, events_about, events_text};
+pub use service::{describe_endpoints, describe_event, describe_service};
+pub use template::pod_template_text;
 pub use workload::{env_value, probe_line};
 
 use crate::cli::render::{self, age, node_roles};
 use chrono::{DateTime, Local, Utc};
+use edge_api::event::Event;
 use edge_api::meta::Condition;
 use edge_api::pod::{Container, ContainerStatus};
-use edge_api::{quantity, Namespace, Node, Pod};
+use edge_api::{quantity, Endpoints, Namespace, Node, Object, Pod, ReplicaSet};
 use std::collections::BTreeMap;
 
 /// Lines of a description. Values of consecutive `key: value` lines at one indent are aligned,
@@ -216,6 +230,7 @@ pub fn describe_pod(p: &Pod) -> String {
     if !p.status.message.is_empty() {
         d.pair(0, "Message", p.status.message.clone());
     }
+    apps::controlled_by(&mut d, m);
     if !p.spec.node_selector.is_empty() {
         d.map(0, "Node-Selectors", &p.spec.node_selector);
     }
@@ -392,32 +407,44 @@ pub fn describe_namespace(ns: &Namespace) -> String {
     d.render()
 }
 
-/// Kinds without a dedicated layout: name, labels and annotations, then the object as YAML.
-pub fn describe_other(obj: &edge_api::Object) -> String {
+/// What descriptions show besides the object itself; the caller fetches it. Lists may hold
+/// objects unrelated to the one described: each layout picks its own by owner or name.
+#[derive(Default)]
+pub struct Related<'a> {
+    /// Pods (a node's, a workload's).
+    pub pods: &'a [Pod],
+    /// ReplicaSets (a Deployment's).
+    pub replicasets: &'a [ReplicaSet],
+    /// Endpoints (a Service's, by name).
+    pub endpoints: &'a [Endpoints],
+    /// Events (those about the object, by uid, are shown).
+    pub events: &'a [Event],
+}
+
+/// The description of any object, ending with its events as kubectl's do.
+pub fn describe(obj: &Object, r: &Related, now: DateTime<Utc>) -> String {
     let m = obj.meta();
-    let mut d = Doc::default();
-    d.pair(0, "Name", m.name.clone());
-    if !m.namespace.is_empty() {
-        d.pair(0, "Namespace", m.namespace.clone());
-    }
-    d.map(0, "Labels", &m.labels);
-    d.map(0, "Annotations", &m.annotations);
-    d.pair(0, "CreationTimestamp", timestamp(m.creation_timestamp));
-    let body = render::to_yaml(std::slice::from_ref(obj), false).unwrap_or_default();
-    let mut out = d.render();
-    let mut in_body = false;
-    for line in body.lines() {
-        if line.starts_with("spec:") || line.starts_with("status:") || line.starts_with("subsets:")
-        {
-            in_body = true;
-        } else if !line.starts_with(' ') && !line.starts_with('-') {
-            in_body = false;
+    let mut out = match obj {
+        Object::Pod(p) => describe_pod(p),
+        Object::Node(n) => describe_node(n, r.pods, now),
+        Object::Namespace(ns) => describe_namespace(ns),
+        Object::ConfigMap(cm) => describe_configmap(cm),
+        Object::Secret(sec) => describe_secret(sec),
+        Object::Deployment(d) => describe_deployment(d, r.replicasets),
+        Object::ReplicaSet(rs) => describe_replicaset(rs, r.pods),
+        Object::DaemonSet(ds) => describe_daemonset(ds, r.pods),
+        Object::Job(j) => describe_job(j, r.pods, now),
+        Object::Service(s) => {
+            let eps = r
+                .endpoints
+                .iter()
+                .find(|e| e.metadata.name == m.name && e.metadata.namespace == m.namespace);
+            describe_service(s, eps)
         }
-        if in_body {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
+        Object::Endpoints(e) => describe_endpoints(e),
+        Object::Event(e) => return describe_event(e),
+    };
+    out.push_str(&events_text(&events_about(&m.uid, r.events), now));
     out
 }
 

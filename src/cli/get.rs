@@ -1,16 +1,17 @@
-//! `edgectl get`: fetch named objects or list a kind, print them in the chosen format, and with
-//! `-w` keep printing watch events (relisting when the server says the history expired).
+//! `edgectl get`: fetch named objects or list kinds (`pods,svc`, `all`), print them in the chosen
+//! format, and with `-w` keep printing changes (`watch`).
 
 use crate::cli::args::{GetArgs, OutputFormat};
 use crate::cli::commands::{unexpected, Ctx};
-use crate::cli::render::{self, Columns, WatchColumns};
-use crate::cli::{error_line, parse_target, print_out, server_error, Exit};
-use anyhow::{bail, Context, Result};
+use crate::cli::render::{self, Columns};
+use crate::cli::table::TableOpts;
+use crate::cli::watch::Watch;
+use crate::cli::{error_line, names_several_kinds, parse_target, print_out, server_error, Exit};
+use anyhow::{bail, Result};
 use chrono::Utc;
 use edge_api::selector::Selector;
-use edge_api::wire::{Client, ErrorCode, Request, Response, WireError};
+use edge_api::wire::{Client, Request, Response};
 use edge_api::{Kind, Object, ObjectKey};
-use std::time::Duration;
 
 /// What `get` and `describe` list: a kind, in a namespace (`None`: all), with a selector.
 #[derive(Clone, Debug)]
@@ -38,7 +39,8 @@ pub fn check_selector(selector: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Lists a kind, sorted by namespace and name as kubectl shows them; returns the list's revision.
+/// Lists a kind, sorted by namespace and name as kubectl shows them (events by time); returns
+/// the list's revision.
 pub async fn list(client: &Client, scope: &ListScope) -> Result<(Vec<Object>, u64)> {
     let request = Request::List {
         kind: scope.kind,
@@ -56,6 +58,11 @@ pub async fn list(client: &Client, scope: &ListScope) -> Result<(Vec<Object>, u6
         } => {
             items.sort_by(|a, b| {
                 (&a.meta().namespace, &a.meta().name).cmp(&(&b.meta().namespace, &b.meta().name))
+            });
+            // Events read as a log: oldest first (the order is otherwise by name, a hash).
+            items.sort_by_key(|o| match o {
+                Object::Event(e) => e.last_timestamp.or(e.first_timestamp),
+                _ => None,
             });
             Ok((items, resource_version))
         }
@@ -75,15 +82,17 @@ pub async fn get_one(client: &Client, key: &ObjectKey) -> Result<Object> {
     }
 }
 
-/// Renders objects of one kind in `format` (a table when `None`); `as_list` makes YAML/JSON a
-/// `List` even for one object, as for any listing.
+/// Renders objects in `format`, a table per kind when `None` or wide (kinds in the order of
+/// `kinds`, a blank line between tables); YAML/JSON are one `List` when `as_list` or when there
+/// are several objects.
 pub fn format_objects(
-    kind: Kind,
+    kinds: &[Kind],
     objects: &[Object],
     format: Option<OutputFormat>,
-    cols: Columns,
+    opts: &TableOpts,
     as_list: bool,
 ) -> Result<String> {
+    let as_list = as_list || objects.len() > 1;
     Ok(match format {
         Some(OutputFormat::Yaml) => render::to_yaml(objects, as_list)?,
         Some(OutputFormat::Json) => render::to_json(objects, as_list)?,
@@ -91,8 +100,33 @@ pub fn format_objects(
             .iter()
             .map(|o| render::object_name(o) + "\n")
             .collect(),
-        None | Some(OutputFormat::Wide) => render::objects_table(kind, objects, cols, Utc::now()),
+        None | Some(OutputFormat::Wide) => {
+            let now = Utc::now();
+            let mut tables = Vec::new();
+            for kind in kinds {
+                let of_kind: Vec<Object> = objects
+                    .iter()
+                    .filter(|o| o.kind() == *kind)
+                    .cloned()
+                    .collect();
+                if !of_kind.is_empty() || kinds.len() == 1 {
+                    tables.push(opts.table(*kind, &of_kind, now));
+                }
+            }
+            tables.join("\n")
+        }
     })
+}
+
+/// The kinds of a target, each once, in the order given.
+fn kinds_of(items: &[(Kind, Option<String>)]) -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = Vec::new();
+    for (k, _) in items {
+        if !kinds.contains(k) {
+            kinds.push(*k);
+        }
+    }
+    kinds
 }
 
 pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<()> {
@@ -105,213 +139,99 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<()> {
     if named && args.all_namespaces {
         bail!("a resource cannot be retrieved by name across all namespaces");
     }
-    let kinds: Vec<Kind> = {
-        let mut k: Vec<Kind> = target.items.iter().map(|(k, _)| *k).collect();
-        k.dedup();
-        k
-    };
-    if args.watch && kinds.len() > 1 {
-        bail!("you may only specify a single resource type with --watch");
-    }
-    let cols = Columns {
-        wide: args.output == Some(OutputFormat::Wide),
-        namespace: args.all_namespaces,
+    let kinds = kinds_of(&target.items);
+    let opts = TableOpts {
+        cols: Columns {
+            wide: args.output == Some(OutputFormat::Wide),
+            namespace: args.all_namespaces,
+        },
+        show_kind: args.show_kind || names_several_kinds(&args.resource) || kinds.len() > 1,
+        show_labels: args.show_labels,
+        label_columns: args.label_columns.clone(),
     };
     let session = ctx.connect().await?;
     let client = &session.client;
     let namespace = ctx.namespace().to_string();
 
+    let mut failed = false;
+    let mut shown: Vec<Object> = Vec::new();
+    // Where each kind's watch starts: after its listing, or after the named objects fetched.
+    let mut revisions: Vec<Option<u64>> = vec![None; kinds.len()];
     if named {
-        let mut failed = false;
-        let mut found: Vec<Object> = Vec::new();
         for (kind, name) in &target.items {
             let key = ObjectKey::new(*kind, &namespace, name.as_deref().unwrap_or_default());
             match get_one(client, &key).await {
-                Ok(o) => found.push(o),
+                Ok(o) => shown.push(o),
                 Err(e) => {
                     eprintln!("{}", error_line(&e));
                     failed = true;
                 }
             }
         }
-        print_named(&found, args.output, cols)?;
-        if args.watch {
-            let names: Vec<String> = target.items.iter().filter_map(|(_, n)| n.clone()).collect();
-            let scope = ListScope {
-                kind: kinds[0],
-                namespace: Some(namespace),
-                selector: None,
-            };
-            let rv = found.iter().map(|o| o.meta().resource_version).max();
-            let headers = render::headers(scope.kind, cols);
-            let rows: Vec<_> = found
-                .iter()
-                .map(|o| render::row(o, cols, Utc::now()))
-                .collect();
-            let watch = Watch {
-                scope,
-                names,
-                format: args.output,
-                cols,
-                columns: WatchColumns::new(&headers, &rows),
-            };
-            // Without any object to anchor a revision, watch from now.
-            return watch.follow(client, rv).await;
+        // Without any object to anchor a revision, a watch starts from now.
+        let newest = shown.iter().map(|o| o.meta().resource_version).max();
+        revisions.fill(newest);
+        if !shown.is_empty() {
+            let as_list = shown.len() > 1;
+            print_out(&format_objects(
+                &kinds,
+                &shown,
+                args.output,
+                &opts,
+                as_list,
+            )?)?;
         }
-        if failed {
-            return Err(Exit(1).into());
-        }
-        return Ok(());
-    }
-
-    let scope = ListScope {
-        kind: kinds[0],
-        namespace: (!args.all_namespaces).then_some(namespace),
-        selector: args.selector.clone(),
-    };
-    let (items, rv) = list(client, &scope).await?;
-    let table_like = matches!(
-        args.output,
-        None | Some(OutputFormat::Wide | OutputFormat::Name)
-    );
-    if items.is_empty() && table_like {
-        eprintln!("{}", scope.nothing_found());
     } else {
-        print_out(&format_objects(
-            scope.kind,
-            &items,
+        for (kind, revision) in kinds.iter().zip(revisions.iter_mut()) {
+            let scope = scope_of(&args, *kind, &namespace);
+            let (items, rv) = list(client, &scope).await?;
+            *revision = Some(rv);
+            shown.extend(items);
+        }
+        let table_like = matches!(
             args.output,
-            cols,
-            true,
-        )?)?;
+            None | Some(OutputFormat::Wide | OutputFormat::Name)
+        );
+        if shown.is_empty() && table_like {
+            eprintln!("{}", scope_of(&args, kinds[0], &namespace).nothing_found());
+        } else {
+            print_out(&format_objects(&kinds, &shown, args.output, &opts, true)?)?;
+        }
     }
-    if args.watch {
-        let headers = render::headers(scope.kind, cols);
-        let rows: Vec<_> = items
+    if !args.watch {
+        return if failed { Err(Exit(1).into()) } else { Ok(()) };
+    }
+    let watches = kinds.iter().zip(revisions).map(|(kind, revision)| {
+        let names: Vec<String> = target
+            .items
             .iter()
-            .map(|o| render::row(o, cols, Utc::now()))
+            .filter(|(k, _)| k == kind)
+            .filter_map(|(_, n)| n.clone())
             .collect();
-        let watch = Watch {
-            scope,
-            names: Vec::new(),
-            format: args.output,
-            cols,
-            columns: WatchColumns::new(&headers, &rows),
+        let scope = if named {
+            ListScope {
+                kind: *kind,
+                namespace: Some(namespace.clone()),
+                selector: None,
+            }
+        } else {
+            scope_of(&args, *kind, &namespace)
         };
-        return watch.follow(client, Some(rv)).await;
-    }
-    Ok(())
-}
-
-/// Prints named objects grouped by kind, a blank line between kinds' tables, as kubectl does.
-fn print_named(found: &[Object], format: Option<OutputFormat>, cols: Columns) -> Result<()> {
-    if found.is_empty() {
-        return Ok(());
-    }
-    if matches!(format, Some(OutputFormat::Yaml | OutputFormat::Json)) {
-        let kind = found[0].kind();
-        return print_out(&format_objects(kind, found, format, cols, found.len() > 1)?);
-    }
-    let mut out = String::new();
-    let mut kinds: Vec<Kind> = found.iter().map(Object::kind).collect();
-    kinds.dedup();
-    for (i, kind) in kinds.iter().enumerate() {
-        let of_kind: Vec<Object> = found
+        let of_kind: Vec<Object> = shown
             .iter()
             .filter(|o| o.kind() == *kind)
             .cloned()
             .collect();
-        if i > 0 && format != Some(OutputFormat::Name) {
-            out.push('\n');
-        }
-        out.push_str(&format_objects(*kind, &of_kind, format, cols, true)?);
-    }
-    print_out(&out)
+        Watch::new(scope, names, args.output, opts.clone(), &of_kind).follow(client, revision)
+    });
+    futures::future::try_join_all(watches).await?;
+    Ok(())
 }
 
-/// The state of `get -w` after the initial listing.
-struct Watch {
-    scope: ListScope,
-    /// Only these names, when the user named objects.
-    names: Vec<String>,
-    format: Option<OutputFormat>,
-    cols: Columns,
-    columns: WatchColumns,
-}
-
-impl Watch {
-    fn wanted(&self, o: &Object) -> bool {
-        self.names.is_empty() || self.names.iter().any(|n| *n == o.meta().name)
-    }
-
-    fn print(&mut self, o: &Object) -> Result<()> {
-        let text = match self.format {
-            Some(OutputFormat::Yaml) => {
-                format!("---\n{}", render::to_yaml(std::slice::from_ref(o), false)?)
-            }
-            Some(OutputFormat::Json) => render::to_json(std::slice::from_ref(o), false)?,
-            Some(OutputFormat::Name) => render::object_name(o) + "\n",
-            None | Some(OutputFormat::Wide) => {
-                let row = render::row(o, self.cols, Utc::now());
-                self.columns.line(&row)
-            }
-        };
-        print_out(&text)
-    }
-
-    /// Follows events from `rv` until interrupted. A watch the server ends cleanly is resumed
-    /// from the last revision seen; an expired revision is answered by listing again.
-    async fn follow(mut self, client: &Client, mut rv: Option<u64>) -> Result<()> {
-        loop {
-            let request = Request::Watch {
-                kind: self.scope.kind,
-                namespace: self
-                    .scope
-                    .namespace
-                    .clone()
-                    .filter(|_| self.scope.kind.namespaced()),
-                selector: self.scope.selector.clone(),
-                resource_version: rv,
-            };
-            let mut stream = client
-                .stream(&request)
-                .await
-                .map_err(|e| server_error(e, None))
-                .context("cannot start watching")?;
-            let mut seen_any = false;
-            loop {
-                match stream.next().await {
-                    Ok(Some(Response::Event(ev))) => {
-                        seen_any = true;
-                        rv = Some(ev.resource_version);
-                        if self.wanted(&ev.object) {
-                            self.print(&ev.object)?;
-                        }
-                    }
-                    Ok(Some(other)) => return Err(unexpected("Watch", &other)),
-                    Ok(None) => break,
-                    Err(WireError::Api(e)) if e.code == ErrorCode::Expired => {
-                        let (items, list_rv) = list(client, &self.scope)
-                            .await
-                            .context("the watch expired and listing again failed")?;
-                        for o in &items {
-                            if self.wanted(o) {
-                                self.print(o)?;
-                            }
-                        }
-                        rv = Some(list_rv);
-                        seen_any = true;
-                        break;
-                    }
-                    Err(e) => {
-                        return Err(server_error(e, None)).context("the watch ended");
-                    }
-                }
-            }
-            if !seen_any {
-                // A server that ends watches at once must not make us spin.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+fn scope_of(args: &GetArgs, kind: Kind, namespace: &str) -> ListScope {
+    ListScope {
+        kind,
+        namespace: (!args.all_namespaces).then(|| namespace.to_string()),
+        selector: args.selector.clone(),
     }
 }

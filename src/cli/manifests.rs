@@ -176,6 +176,16 @@ pub fn namespaces_first(loaded: &mut [Loaded]) {
     loaded.sort_by_key(|l| l.object.kind() != edge_api::Kind::Namespace);
 }
 
+/// The objects named by `-f` arguments (read from the files, stdin or directories), for verbs
+/// that act on existing objects (`delete -f`, `scale -f`); in manifest order.
+pub fn objects_from_files(files: &[String], namespace_flag: Option<&str>) -> Result<Vec<Loaded>> {
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let sources = read_sources(files, &cwd, &mut std::io::stdin().lock())?;
+    let mut loaded = parse_sources(&sources, namespace_flag)?;
+    namespaces_first(&mut loaded);
+    Ok(loaded)
+}
+
 /// A component reference that names a file on this machine (not a digest, not a URL).
 pub fn is_local_image(image: &str) -> bool {
     !image.is_empty() && !image.starts_with("sha256:") && !image.contains("://")
@@ -189,14 +199,14 @@ pub fn resolve_images(loaded: &mut [Loaded]) -> Result<Vec<LocalImage>> {
     let mut problems = Vec::new();
     for (oi, l) in loaded.iter_mut().enumerate() {
         let key = l.object.key();
-        let Object::Pod(pod) = &mut l.object else {
+        let Some((spec, path)) = pod_spec_mut(&mut l.object) else {
             continue;
         };
-        for (ci, c) in pod.spec.containers.iter_mut().enumerate() {
+        for (ci, c) in spec.containers.iter_mut().enumerate() {
             if !is_local_image(&c.image) {
                 continue;
             }
-            let what = format!("{}: {key}: spec.containers[{ci}].image", l.source);
+            let what = format!("{}: {key}: {path}containers[{ci}].image", l.source);
             let idx = match read_component(&l.base_dir, &c.image) {
                 Ok((path, data)) => match by_path.get(&path) {
                     Some(&i) => i,
@@ -260,11 +270,25 @@ fn read_component(base_dir: &Path, image: &str) -> Result<(PathBuf, Vec<u8>), St
     Ok((path, data))
 }
 
+/// The pod spec an object runs (a Pod's own, a workload's template) and its field path.
+pub fn pod_spec_mut(o: &mut Object) -> Option<(&mut edge_api::PodSpec, &'static str)> {
+    match o {
+        Object::Pod(p) => Some((&mut p.spec, "spec.")),
+        Object::Deployment(d) => Some((&mut d.spec.template.spec, "spec.template.spec.")),
+        Object::ReplicaSet(r) => Some((&mut r.spec.template.spec, "spec.template.spec.")),
+        Object::DaemonSet(d) => Some((&mut d.spec.template.spec, "spec.template.spec.")),
+        Object::Job(j) => Some((&mut j.spec.template.spec, "spec.template.spec.")),
+        _ => None,
+    }
+}
+
 /// Points every container using `image` at `digest` (the server's answer to the upload).
 pub fn set_digest(loaded: &mut [Loaded], image: &LocalImage, digest: &str) {
     for &(oi, ci) in &image.uses {
-        if let Object::Pod(p) = &mut loaded[oi].object {
-            p.spec.containers[ci].image = digest.to_string();
+        if let Some((spec, _)) = pod_spec_mut(&mut loaded[oi].object) {
+            if let Some(c) = spec.containers.get_mut(ci) {
+                c.image = digest.to_string();
+            }
         }
     }
 }

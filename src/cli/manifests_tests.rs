@@ -247,3 +247,28 @@ fn namespaces_are_applied_first() {
         .collect();
     assert_eq!(names, ["team", "a", "b"]);
 }
+
+#[test]
+fn workload_templates_get_their_components_uploaded_too() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("web.wasm"), WASM).unwrap();
+    let y = "apiVersion: edge.dev/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: main, image: ./web.wasm}]}\n---\napiVersion: edge.dev/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec: {restartPolicy: Never, containers: [{name: main, image: ./gone.wasm}]}\n";
+    fs::write(d.path().join("apps.yaml"), y).unwrap();
+    let mut loaded = load(d.path(), &["apps.yaml"], None).unwrap();
+    let e = resolve_images(&mut loaded).unwrap_err().to_string();
+    assert!(
+        e.contains("Job \"default/once\": spec.template.spec.containers[0].image"),
+        "{e}"
+    );
+    let mut loaded = load(d.path(), &["apps.yaml"], None).unwrap();
+    loaded.truncate(1);
+    let images = resolve_images(&mut loaded).unwrap();
+    assert_eq!(images.len(), 1);
+    let Object::Deployment(dep) = &loaded[0].object else {
+        panic!("not a deployment")
+    };
+    assert_eq!(
+        dep.spec.template.spec.containers[0].image,
+        blob_digest(WASM)
+    );
+}

@@ -7,13 +7,26 @@ pub mod args;
 pub mod commands;
 pub mod connect;
 pub mod create;
+pub mod delete;
 pub mod describe;
+pub mod describe_cmd;
+pub mod diff;
+pub mod expose;
 pub mod get;
+pub mod label;
 pub mod manifests;
+pub mod member;
+pub mod portforward;
 pub mod render;
 pub mod render_apps;
+pub mod rollout;
+pub mod rollout_plan;
+pub mod scale;
+pub mod table;
 #[cfg(test)]
 mod testutil;
+pub mod update;
+pub mod watch;
 
 pub use args::Cli;
 
@@ -165,18 +178,61 @@ pub fn parse_target(resource: &str, names: &[String]) -> Result<Target> {
         }
         return Ok(Target { items });
     }
-    let kind = parse_kind(resource)?;
+    let kinds = parse_kinds(resource)?;
     if names.is_empty() {
         return Ok(Target {
-            items: vec![(kind, None)],
+            items: kinds.into_iter().map(|k| (k, None)).collect(),
         });
     }
     if let Some(bad) = names.iter().find(|n| n.contains('/')) {
         bail!("{bad:?}: use either `KIND NAME...` or `KIND/NAME...`, not both");
     }
     Ok(Target {
-        items: names.iter().map(|n| (kind, Some(n.clone()))).collect(),
+        items: kinds
+            .into_iter()
+            .flat_map(|k| names.iter().map(move |n| (k, Some(n.clone()))))
+            .collect(),
     })
+}
+
+/// What `all` stands for, in kubectl's order: the kinds a user runs apps with.
+pub const ALL_KINDS: [Kind; 6] = [
+    Kind::Pod,
+    Kind::Service,
+    Kind::DaemonSet,
+    Kind::Deployment,
+    Kind::ReplicaSet,
+    Kind::Job,
+];
+
+/// `pods`, `pods,svc` or `all` (alone or in a list) into kinds, each once, in the order given.
+pub fn parse_kinds(resource: &str) -> Result<Vec<Kind>> {
+    let mut kinds = Vec::new();
+    for part in resource.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            bail!(
+                "{resource:?}: an empty resource type in the list; write them like pods,services"
+            );
+        }
+        let more: Vec<Kind> = if part.eq_ignore_ascii_case("all") {
+            ALL_KINDS.to_vec()
+        } else {
+            vec![parse_kind(part)?]
+        };
+        for k in more {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// True when `resource` names several kinds (`pods,svc`, `all`): tables then name objects
+/// `kind/name`, as kubectl does.
+pub fn names_several_kinds(resource: &str) -> bool {
+    resource.contains(',') || resource.eq_ignore_ascii_case("all")
 }
 
 #[cfg(test)]
@@ -200,6 +256,25 @@ mod tests {
             vec![(Kind::Namespace, None)]
         );
         assert!(parse_target("pod/a", &["b".into()]).is_err());
+        let t = parse_target("po,svc,pods", &["x".into()]).unwrap();
+        assert_eq!(
+            t.items,
+            vec![
+                (Kind::Pod, Some("x".to_string())),
+                (Kind::Service, Some("x".to_string()))
+            ]
+        );
+        let kinds: Vec<Kind> = parse_target("all,cm", &[])
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kinds[..6], ALL_KINDS);
+        assert_eq!(kinds[6], Kind::ConfigMap);
+        assert!(parse_target("pods,", &[]).is_err());
+        assert!(names_several_kinds("all") && names_several_kinds("po,svc"));
+        assert!(!names_several_kinds("pods"));
         let e = parse_target("gizmos", &[]).unwrap_err().to_string();
         assert!(e.contains("gizmos") && e.contains("pods"), "{e}");
     }

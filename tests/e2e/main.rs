@@ -2,8 +2,13 @@
 
 mod support;
 
+mod autonomy;
 mod bad_input;
 mod cluster;
+mod ha;
+mod kubectl;
 mod run;
 mod sandbox;
 mod security;
+mod services;
+mod workloads;

@@ -12,6 +12,7 @@ fn a_client_without_a_valid_certificate_is_refused() {
     let foreign = edge_control::pki::ClusterPki::load_or_create(other.path()).expect("foreign CA");
     let (cert, key) = foreign.issue_admin("mallory").expect("cert");
     let forged = edge_api::config::ClientConfigFile {
+        servers: Vec::new(),
         client_certificate: cert,
         client_key: key,
         ..good.clone()

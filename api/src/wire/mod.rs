@@ -6,8 +6,10 @@
 
 pub mod client;
 pub mod frame;
+pub mod members;
 pub mod protocol;
 
 pub use client::{Client, ResponseStream};
 pub use frame::{read_frame, write_frame, WireError};
+pub use members::{Member, MemberRole, ServerJoin};
 pub use protocol::*;

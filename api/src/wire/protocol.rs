@@ -56,6 +56,12 @@ pub enum Request {
         selector: Option<String>,
         resource_version: Option<u64>,
     },
+    /// Replace spec, labels and annotations of an existing object, only if its stored
+    /// `metadata.resourceVersion` is the one in `object` (Conflict otherwise: read it again and
+    /// retry). Answered with `Response::Object`.
+    Update {
+        object: Object,
+    },
     /// Replace the status of an existing object (agents for their pods and node).
     UpdateStatus {
         object: Object,
@@ -74,6 +80,13 @@ pub enum Request {
         follow: bool,
         tail_lines: Option<u64>,
     },
+    /// A TCP connection to `port` of a pod, relayed through its node's agent link: after a
+    /// `Response::Ok` the stream carries the connection's raw bytes both ways.
+    PortForward {
+        namespace: String,
+        name: String,
+        port: u16,
+    },
     /// Agent liveness; kept in the leader's memory, never written to raft.
     Heartbeat,
     /// Over `ALPN_JOIN` only: exchange the join secret for a node certificate.
@@ -82,6 +95,18 @@ pub enum Request {
         node_name: String,
     },
     WhoAmI,
+    /// The control-plane servers (`edgectl member list`); agents learn where to fail over.
+    Members,
+    /// Take a server out of the control plane (`edgectl member remove`).
+    RemoveMember {
+        id: u64,
+    },
+    /// Over `ALPN_JOIN` only: a new control-plane server (`edged server --join`) presents the
+    /// join secret and the address other servers reach it at.
+    JoinServer {
+        secret: String,
+        address: String,
+    },
 }
 
 /// Kubernetes' propagationPolicy: how deleting an owner treats its dependents.
@@ -165,6 +190,10 @@ pub enum Response {
     },
     Ok,
     Error(ApiError),
+    Members {
+        members: Vec<crate::wire::Member>,
+    },
+    JoinedServer(crate::wire::ServerJoin),
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,6 +19,8 @@ impl Scope {
             (Scope::Everything, _) => true,
             (Scope::Node(n), Object::Pod(p)) => p.spec.node_name.as_deref() == Some(n.as_str()),
             (Scope::Node(n), Object::Node(node)) => &node.metadata.name == n,
+            // Every agent's proxy routes to every service (read only: see `authorize`).
+            (Scope::Node(_), Object::Service(_) | Object::Endpoints(_)) => true,
             (Scope::Node(_), _) => false,
         }
     }
@@ -39,11 +41,13 @@ pub fn authorize(who: &Identity, req: &Request) -> Result<Scope, ApiError> {
             let scope = Scope::Node(name.clone());
             let own_node = |kind: Kind, obj_name: &str| kind == Kind::Node && obj_name == name;
             match req {
-                Request::Heartbeat | Request::WhoAmI | Request::GetBlob { .. } => Ok(scope),
+                Request::Heartbeat | Request::WhoAmI | Request::GetBlob { .. } | Request::Members => Ok(scope),
                 Request::Get { key } if key.kind == Kind::Pod || own_node(key.kind, &key.name) => Ok(scope),
                 // Checked against the node's pods by the handler: only what they reference.
                 Request::Get { key } if matches!(key.kind, Kind::ConfigMap | Kind::Secret) => Ok(scope),
                 Request::List { kind: Kind::Pod, .. } | Request::Watch { kind: Kind::Pod, .. } => Ok(scope),
+                Request::List { kind: Kind::Service | Kind::Endpoints, .. }
+                | Request::Watch { kind: Kind::Service | Kind::Endpoints, .. } => Ok(scope),
                 Request::Apply { object, .. } if own_node(object.kind(), &object.meta().name) => Ok(scope),
                 Request::UpdateStatus { object } if matches!(object.kind(), Kind::Pod | Kind::Node) => Ok(scope),
                 Request::Delete { key, .. } if key.kind == Kind::Pod => Ok(scope),
@@ -52,7 +56,7 @@ pub fn authorize(who: &Identity, req: &Request) -> Result<Scope, ApiError> {
         }
         Identity::Server { .. } => Err(forbidden(who, "use the client API")),
         Identity::Anonymous => match req {
-            Request::Join { .. } => Ok(Scope::Everything),
+            Request::Join { .. } | Request::JoinServer { .. } => Ok(Scope::Everything),
             _ => Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "a client certificate signed by the cluster CA is required",
@@ -88,6 +92,50 @@ mod tests {
         assert!(authorize(&node("a"), &list_nodes).is_err());
         let put = Request::PutBlob { data: vec![] };
         assert!(authorize(&node("a"), &put).is_err());
+    }
+
+    #[test]
+    fn only_admins_update() {
+        let update = Request::Update {
+            object: Object::Pod(edge_api::Pod::default()),
+        };
+        let admin = Identity::Admin { user: "a".into() };
+        assert_eq!(authorize(&admin, &update), Ok(Scope::Everything));
+        let e = authorize(&node("a"), &update).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn nodes_read_services_and_endpoints_but_do_not_write_them() {
+        for kind in [Kind::Service, Kind::Endpoints] {
+            let list = Request::List {
+                kind,
+                namespace: None,
+                selector: None,
+            };
+            assert_eq!(authorize(&node("a"), &list), Ok(Scope::Node("a".into())));
+            let watch = Request::Watch {
+                kind,
+                namespace: None,
+                selector: None,
+                resource_version: None,
+            };
+            assert!(authorize(&node("a"), &watch).is_ok());
+        }
+        let svc = Object::Service(edge_api::Service::default());
+        assert!(Scope::Node("a".into()).covers(&svc));
+        let apply = Request::Apply {
+            object: svc.clone(),
+            dry_run: false,
+        };
+        assert!(authorize(&node("a"), &apply).is_err());
+        assert!(authorize(&node("a"), &Request::UpdateStatus { object: svc }).is_err());
+        let delete = Request::Delete {
+            key: ObjectKey::new(Kind::Endpoints, "default", "web"),
+            force: false,
+            propagation: Default::default(),
+        };
+        assert!(authorize(&node("a"), &delete).is_err());
     }
 
     #[test]

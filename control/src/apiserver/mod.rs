@@ -1,9 +1,15 @@
 //! The API server: accepts QUIC connections, tells clients, agents, joiners and raft peers apart
 //! by ALPN and certificate, and serves one request per bidirectional stream.
 
+pub mod admission;
 pub mod authz;
 mod logs;
+mod members;
+pub use members::check_address;
 pub mod objects;
+mod portforward;
+mod services;
+mod update;
 mod watch;
 
 use crate::context::ControlPlane;
@@ -46,7 +52,7 @@ async fn handle_connection(cp: Arc<ControlPlane>, conn: quinn::Connection) {
         while let Ok((send, recv)) = conn.accept_bi().await {
             let raft = cp.raft.clone();
             tokio::spawn(
-                async move { crate::raft::serve_raft_stream(&raft.raft, send, recv).await },
+                async move { crate::raft::serve_raft_stream(&raft, send, recv).await },
             );
         }
         return;
@@ -108,6 +114,10 @@ async fn handle_stream(
         }
     };
     let result = match authorize(&identity, &request) {
+        // The stream turns into a raw byte relay, so it needs both halves.
+        Ok(_) if matches!(request, Request::PortForward { .. }) => {
+            portforward::relay(&cp, request, &mut send, recv).await
+        }
         Ok(scope) => dispatch(&cp, &identity, scope, request, &mut send).await,
         Err(e) => Err(e),
     };
@@ -146,9 +156,14 @@ async fn dispatch(
                 resource_version,
             }
         }
-        Request::Delete { key, force, .. } => Response::Deleted {
-            object: cp.delete(&scope, &key, force).await?,
+        Request::Delete {
+            key,
+            force,
+            propagation,
+        } => Response::Deleted {
+            object: cp.delete(&scope, &key, force, propagation).await?,
         },
+        Request::Update { object } => Response::Object(cp.update(&scope, object).await?),
         Request::UpdateStatus { object } => {
             Response::Object(cp.update_status(&scope, object).await?)
         }
@@ -162,6 +177,7 @@ async fn dispatch(
                 .await;
         }
         logs @ Request::Logs { .. } => return logs::proxy(cp, logs, send).await,
+        Request::PortForward { .. } => return Err(internal("port-forward is relayed apart")),
         Request::PutBlob { data } => put_blob(cp, data).await?,
         Request::GetBlob { digest } => get_blob(cp, &scope, &digest).await?,
         Request::Heartbeat => {
@@ -172,6 +188,9 @@ async fn dispatch(
         }
         Request::Join { secret, node_name } => join(cp, &secret, &node_name)?,
         Request::WhoAmI => whoami(identity),
+        Request::Members => members::list(cp).await,
+        Request::RemoveMember { id } => members::remove(cp, id).await?,
+        Request::JoinServer { secret, address } => members::join_server(cp, &secret, address).await?,
     };
     write_frame(send, &response).await.map_err(internal)
 }
@@ -194,15 +213,13 @@ async fn put_blob(cp: &ControlPlane, data: Vec<u8>) -> Result<Response, ApiError
     }
     let digest = edge_api::wire::blob_digest(&data);
     let size = data.len() as u64;
-    let exists = crate::store::read_blob(&cp.raft.store.database(), &digest)
-        .map_err(internal)?
-        .is_some();
-    if !exists {
-        cp.propose(crate::store::Command::PutBlob {
-            digest: digest.clone(),
-            data,
-        })
-        .await?;
+    // Blobs stay out of the raft log: stored here and pushed to the other servers, answered
+    // once a majority has them. One found here was stored that way already.
+    if !cp.raft.blobs.contains(&digest) {
+        cp.raft
+            .put_blob(digest.clone(), data)
+            .await
+            .map_err(objects::unavailable)?;
     }
     Ok(Response::BlobStored { digest, size })
 }
@@ -221,7 +238,7 @@ async fn get_blob(cp: &ControlPlane, scope: &Scope, digest: &str) -> Result<Resp
             ));
         }
     }
-    match crate::store::read_blob(&cp.raft.store.database(), digest).map_err(internal)? {
+    match cp.raft.get_blob(digest).await.map_err(internal)? {
         Some(data) => Ok(Response::Blob { data }),
         None => Err(ApiError::new(
             ErrorCode::NotFound,

@@ -7,7 +7,7 @@ use crate::store::{Command, CommandResult, Precondition, Snapshot};
 use chrono::Utc;
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::selector::Selector;
-use edge_api::wire::{ApiError, ApplyOutcome, ErrorCode, MAX_OBJECT_BYTES};
+use edge_api::wire::{ApiError, ApplyOutcome, ErrorCode, Propagation, MAX_OBJECT_BYTES};
 
 /// How often a write is retried when a concurrent write changed the object first.
 const CONFLICT_RETRIES: usize = 8;
@@ -31,6 +31,7 @@ pub fn normalize(mut obj: Object) -> Result<Object, ApiError> {
         Object::Secret(s) => s.normalize(),
         _ => {}
     }
+    super::admission::default_tolerations(&mut obj);
     edge_api::validation::validate(&obj).map_err(invalid)?;
     let size = edge_api::codec::encode("object", &obj)
         .map_err(invalid)?
@@ -60,6 +61,8 @@ pub fn plan_apply(
         meta.generation = 1;
         return Ok((Some((obj, Precondition::Absent)), ApplyOutcome::Created));
     };
+    let mut incoming = incoming;
+    crate::controllers::keep_system_annotations(old.meta(), incoming.meta_mut());
     if old.same_desired_state(&incoming) {
         return Ok((None, ApplyOutcome::Unchanged));
     }
@@ -144,11 +147,14 @@ impl ControlPlane {
         let key = incoming.key();
         let mut outcome = ApplyOutcome::Unchanged;
         let mut planned = None;
+        let _node_ports = super::services::allocation_lock(&incoming).await;
         let result = self
             .write_with_retry(|snap| {
                 require_namespace(snap, &key)?;
                 let existing = snap.get(&key).map_err(internal)?;
-                let (write, o) = plan_apply(existing.as_ref(), incoming.clone())?;
+                let incoming =
+                    super::services::with_node_ports(snap, existing.as_ref(), incoming.clone())?;
+                let (write, o) = plan_apply(existing.as_ref(), incoming)?;
                 outcome = o;
                 planned = write.as_ref().map(|(obj, _)| obj.clone()).or(existing);
                 Ok(if dry_run {
@@ -171,6 +177,7 @@ impl ControlPlane {
     pub async fn create(&self, incoming: Object) -> Result<Object, ApiError> {
         let incoming = normalize(incoming)?;
         let key = incoming.key();
+        let _node_ports = super::services::allocation_lock(&incoming).await;
         let snap = self.current().await?;
         require_namespace(&snap, &key)?;
         if snap.get(&key).map_err(internal)?.is_some() {
@@ -179,6 +186,7 @@ impl ControlPlane {
                 format!("{key} already exists"),
             ));
         }
+        let incoming = super::services::with_node_ports(&snap, None, incoming)?;
         let (write, _) = plan_apply(None, incoming)?;
         let (object, precondition) = write.ok_or_else(|| internal("create planned no write"))?;
         stored(
@@ -232,6 +240,7 @@ impl ControlPlane {
                         format!("may not write the status of {key}"),
                     ));
                 }
+                super::admission::same_incarnation(&existing, &incoming)?;
                 let mut object = existing.clone();
                 object.take_status_from(&incoming);
                 if object == existing {
@@ -250,13 +259,14 @@ impl ControlPlane {
         }
     }
 
-    /// Deletes an object. A pod running on a node is first marked terminating so its agent can
-    /// stop it; the agent then removes it. `force`, or a pod not running anywhere, removes it now.
+    /// Deletes an object (see `plan_delete`). The garbage collector and the namespace
+    /// controller finish what is left: dependents, finalizers, a namespace's contents.
     pub async fn delete(
         &self,
         scope: &Scope,
         key: &ObjectKey,
         force: bool,
+        propagation: Propagation,
     ) -> Result<Object, ApiError> {
         if key.kind == Kind::Namespace && matches!(key.name.as_str(), "default" | "edge-system") {
             return Err(ApiError::new(
@@ -264,67 +274,20 @@ impl ControlPlane {
                 format!("{key} is built in and cannot be deleted"),
             ));
         }
-        if key.kind == Kind::Namespace {
-            self.delete_namespace_contents(&key.name).await?;
-        }
-        let is_node = matches!(scope, Scope::Node(_));
+        let by_node = matches!(scope, Scope::Node(_));
         let result = self
             .write_with_retry(|snap| {
                 let existing = match snap.get(key).map_err(internal)? {
                     Some(o) if scope.covers(&o) => o,
                     _ => return Err(ApiError::not_found(key)),
                 };
-                let precondition = Precondition::Revision(existing.meta().resource_version);
-                if let Object::Pod(p) = &existing {
-                    let running_somewhere =
-                        p.spec.node_name.is_some() && !p.status.phase.is_terminal();
-                    if is_node && p.metadata.deletion_timestamp.is_none() {
-                        return Err(ApiError::new(
-                            ErrorCode::Forbidden,
-                            "a node may only remove pods being deleted",
-                        ));
-                    }
-                    if running_somewhere && !force && !is_node {
-                        if p.metadata.deletion_timestamp.is_some() {
-                            return Ok(None);
-                        }
-                        let mut object = existing.clone();
-                        object.meta_mut().deletion_timestamp = Some(Utc::now());
-                        return Ok(Some(Command::Put {
-                            object,
-                            precondition,
-                        }));
-                    }
-                }
-                Ok(Some(Command::Delete {
-                    key: key.clone(),
-                    precondition,
-                }))
+                plan_delete(&existing, force, by_node, propagation, Utc::now())
             })
             .await?;
         match result {
             CommandResult::Stored(o) | CommandResult::Deleted(o) => Ok(o),
             _ => self.get(scope, key).await,
         }
-    }
-
-    async fn delete_namespace_contents(&self, namespace: &str) -> Result<(), ApiError> {
-        let snap = self.current().await?;
-        for kind in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
-            for obj in snap.list(kind, Some(namespace)).map_err(internal)? {
-                let key = obj.key();
-                let cmd = Command::Delete {
-                    key,
-                    precondition: Precondition::None,
-                };
-                match self.propose(cmd).await {
-                    Ok(_) => {}
-                    Err(e) if e.code == ErrorCode::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Creates the built-in namespaces if they are missing (run by the leader at start).
@@ -362,12 +325,87 @@ fn referenced_by_node_pods(
         .any(|p| p.references(key.kind, &key.name)))
 }
 
+/// Decides what deleting `existing` writes: the pure half of `delete`, as Kubernetes does it.
+/// - A pod running on a node is marked terminating so its agent stops it and then removes it;
+///   `force`, or a pod not running anywhere, goes now. A node may only remove pods so marked.
+/// - A namespace is marked Terminating; the namespace controller deletes its contents, then it.
+/// - Anything else: Background deletes it now (the garbage collector removes its dependents);
+///   Foreground and Orphan mark it with the `foregroundDeletion` / `orphan` finalizer for the
+///   collector. An object that already has finalizers is marked and waits for them.
+///
+/// `Ok(None)` when it is already being deleted.
+pub fn plan_delete(
+    existing: &Object,
+    force: bool,
+    by_node: bool,
+    propagation: Propagation,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Command>, ApiError> {
+    let key = existing.key();
+    let precondition = Precondition::Revision(existing.meta().resource_version);
+    let delete_now = || {
+        Ok(Some(Command::Delete {
+            key: key.clone(),
+            precondition: precondition.clone(),
+        }))
+    };
+    let mut marked = existing.clone();
+    if let Object::Pod(p) = existing {
+        let running_somewhere = p.spec.node_name.is_some() && !p.status.phase.is_terminal();
+        if by_node && p.metadata.deletion_timestamp.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a node may only remove pods being deleted",
+            ));
+        }
+        if !running_somewhere || force || by_node {
+            return delete_now();
+        }
+    }
+    if existing.meta().deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let finalizer = match propagation {
+        _ if matches!(key.kind, Kind::Pod | Kind::Namespace) => None,
+        Propagation::Background => None,
+        Propagation::Foreground => Some(crate::controllers::FOREGROUND),
+        Propagation::Orphan => Some(crate::controllers::ORPHAN),
+    };
+    let waits = matches!(key.kind, Kind::Pod | Kind::Namespace)
+        || finalizer.is_some()
+        || !existing.meta().finalizers.is_empty();
+    if !waits {
+        return delete_now();
+    }
+    let meta = marked.meta_mut();
+    meta.deletion_timestamp = Some(now);
+    if let Some(f) = finalizer {
+        if !meta.finalizers.iter().any(|x| x == f) {
+            meta.finalizers.push(f.to_string());
+        }
+    }
+    if let Object::Namespace(ns) = &mut marked {
+        ns.status.phase = crate::controllers::namespace::TERMINATING.into();
+    }
+    Ok(Some(Command::Put {
+        object: marked,
+        precondition,
+    }))
+}
+
 fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {
     if !key.kind.namespaced() {
         return Ok(());
     }
     let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
     match snap.get(&ns).map_err(internal)? {
+        Some(n) if n.meta().deletion_timestamp.is_some() => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "unable to create new content in namespace {:?} because it is being terminated",
+                key.namespace
+            ),
+        )),
         Some(_) => Ok(()),
         None => Err(ApiError::new(
             ErrorCode::NotFound,

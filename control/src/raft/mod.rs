@@ -1,25 +1,35 @@
 //! The control plane's raft node: openraft with the log and the state machine in one redb file
 //! (`storage`), RPC over QUIC (`network`), and the small API the rest of the control plane
-//! uses: propose a command, wait for a linearizable read point, find the leader.
+//! uses: propose a command, wait for a linearizable read point, find the leader. Any member
+//! can do both: a follower forwards writes to the leader and asks it for the read index
+//! (`calls`), so clients and agents may connect to any server.
 
+pub mod blobs;
+pub mod calls;
+pub mod join;
+mod membership;
 pub mod network;
+mod readindex;
 pub mod state_machine;
 pub mod storage;
 pub mod types;
 
+pub use blobs::{BlobError, BlobStore};
+pub use calls::{CallError, PeerCall, PeerReply};
 pub use network::{serve_raft_stream, QuicNetwork, RaftRpc, RaftRpcReply};
 pub use storage::{OpenError, RedbStore};
 pub use types::TypeConfig;
 
 use crate::store::{Command, CommandResult};
-use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError,
-};
+use network::CallFailure;
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use readindex::{not_leader, ReadBatcher};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long `shutdown` waits for openraft's tasks to release the store.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +38,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub enum RaftStartError {
     #[error(transparent)]
     Store(#[from] OpenError),
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
     #[error("invalid raft configuration: {0}")]
     Config(#[from] Box<openraft::ConfigError>),
     #[error("cannot start raft node {node_id}: {source}")]
@@ -45,6 +57,9 @@ pub enum ProposeError {
     NoQuorum(String),
     #[error("raft refused the request: {0}")]
     Refused(String),
+    /// The leader was asked but its answer was lost: the write may or may not have happened.
+    #[error("the raft leader did not answer ({0}); the write may or may not have been applied")]
+    Unavailable(String),
     #[error("no raft leader after {0:?}")]
     Timeout(Duration),
     #[error("the raft node has stopped: {0}")]
@@ -58,11 +73,24 @@ fn not_leader_message(leader: &Option<(u64, String)>) -> String {
     }
 }
 
-fn not_leader(f: ForwardToLeader<u64, BasicNode>) -> ProposeError {
-    let leader = f
-        .leader_id
-        .map(|id| (id, f.leader_node.map(|n| n.addr).unwrap_or_default()));
-    ProposeError::NotLeader { leader }
+/// How long a write or read waits for a leader (an election, a lost leader) before failing.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// Pause between attempts while the leader changes.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Knobs of the raft group that operators (and tests) may turn.
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    /// Build a snapshot and compact the log after this many entries since the last snapshot.
+    pub snapshot_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            snapshot_logs: 10_000,
+        }
+    }
 }
 
 /// A running raft member of the control plane.
@@ -72,13 +100,19 @@ pub struct RaftNode {
     pub node_id: u64,
     /// This node's raft address (`host:port` of its QUIC endpoint), as peers dial it.
     pub addr: String,
+    /// Uploaded components, replicated apart from the log.
+    pub blobs: BlobStore,
+    network: QuicNetwork,
+    reads: Arc<ReadBatcher>,
+    /// Serializes membership changes made through this leader (node ids must not collide).
+    membership_lock: tokio::sync::Mutex<()>,
     /// Held by every storage handle given to openraft; see `shutdown`.
     lease: Arc<()>,
 }
 
 /// Timings suit a LAN or a decent WAN link: heartbeats are cheap (not raft writes), elections
 /// only after a second of silence.
-fn config() -> Result<Config, Box<openraft::ConfigError>> {
+fn config(tuning: &RaftTuning) -> Result<Config, Box<openraft::ConfigError>> {
     Config {
         cluster_name: "edge".into(),
         heartbeat_interval: 250,
@@ -87,8 +121,10 @@ fn config() -> Result<Config, Box<openraft::ConfigError>> {
         // Each chunk must arrive within the timeout; smaller chunks tolerate slower links.
         snapshot_max_chunk_size: 1 << 20,
         install_snapshot_timeout: 5000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_logs.max(1)),
+        // Keep some log behind the snapshot, so a follower that was briefly away catches up
+        // from the log instead of a full snapshot.
+        max_in_snapshot_log_to_keep: (tuning.snapshot_logs / 10).min(1000),
         purge_batch_size: 256,
         ..Default::default()
     }
@@ -105,11 +141,23 @@ impl RaftNode {
         db_path: &Path,
         network: QuicNetwork,
     ) -> Result<RaftNode, RaftStartError> {
+        Self::start_with(node_id, addr, db_path, network, &RaftTuning::default()).await
+    }
+
+    /// `start` with explicit tuning. Blobs live in `blobs/` beside the store file.
+    pub async fn start_with(
+        node_id: u64,
+        addr: String,
+        db_path: &Path,
+        network: QuicNetwork,
+        tuning: &RaftTuning,
+    ) -> Result<RaftNode, RaftStartError> {
         let store = RedbStore::open(db_path)?;
-        let config = Arc::new(config()?);
+        let blobs = BlobStore::open(&db_path.with_file_name("blobs"))?;
+        let config = Arc::new(config(tuning)?);
         let lease = Arc::new(());
         let (log_store, state_machine) = store.raft_handles(&lease);
-        let raft = Raft::new(node_id, config, network, log_store, state_machine)
+        let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
             .map_err(|source| RaftStartError::Raft { node_id, source })?;
         Ok(RaftNode {
@@ -117,6 +165,10 @@ impl RaftNode {
             store,
             node_id,
             addr,
+            blobs,
+            network,
+            reads: Arc::default(),
+            membership_lock: tokio::sync::Mutex::new(()),
             lease,
         })
     }
@@ -137,30 +189,101 @@ impl RaftNode {
         }
     }
 
-    /// Commits `cmd` through raft and returns what applying it produced (possibly a rejection
-    /// from a failed precondition, which is not an error here).
+    /// Commits `cmd` through raft (on the leader, wherever it is) and returns what applying it
+    /// produced (possibly a rejection from a failed precondition, which is not an error here).
+    /// Retried across leader changes only while it certainly was not applied.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ProposeError::Refused(e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(f.into()),
+        match self.on_leader(PeerCall::Write(cmd), false).await? {
+            PeerReply::Written(r) => Ok(r),
+            other => Err(unexpected(other)),
         }
     }
 
     /// Returns once this node's state machine reflects every write committed before the call
-    /// (raft ReadIndex): reads made afterwards are linearizable. Only the leader can do this.
+    /// (raft ReadIndex, asked of the leader when this node is a follower): reads made
+    /// afterwards are linearizable.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ProposeError::NoQuorum(e.to_string()))
+        let deadline = Instant::now() + LEADER_WAIT;
+        let index = match self.on_leader(PeerCall::ReadIndex, true).await? {
+            PeerReply::ReadIndex(i) => i,
+            other => return Err(unexpected(other)),
+        };
+        let Some(index) = index else { return Ok(()) };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(wait.max(Duration::from_secs(1))))
+            .applied_index_at_least(Some(index), "read index applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => ProposeError::Timeout(wait),
+                openraft::metrics::WaitError::ShuttingDown => ProposeError::Fatal(Fatal::Stopped),
+            })
+    }
+
+    /// Makes `call` on the current leader (here if this node leads), waiting for a leader and
+    /// retrying when the leader changed before the call did anything. A call whose answer was
+    /// lost is retried only if `idempotent`.
+    pub async fn on_leader(
+        &self,
+        call: PeerCall,
+        idempotent: bool,
+    ) -> Result<PeerReply, ProposeError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let (id, addr) = self.leader_by(deadline).await?;
+            let result = if id == self.node_id {
+                calls::handle(self, call.clone()).await
+            } else {
+                match self.network.call(id, &addr, &call, call.timeout()).await {
+                    Ok(r) => r,
+                    Err(CallFailure::NotSent(m)) => Err(CallError::NotLeader {
+                        leader: Some((id, m)),
+                    }),
+                    Err(CallFailure::Lost(m)) if idempotent => Err(CallError::NotLeader {
+                        leader: Some((id, m)),
+                    }),
+                    Err(CallFailure::Lost(m)) => return Err(ProposeError::Unavailable(m)),
+                }
+            };
+            match result {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::NotLeader { leader }) => {
+                    if Instant::now() >= deadline {
+                        return Err(ProposeError::NotLeader { leader });
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(RaftError::Fatal(f)) => Err(f.into()),
         }
+    }
+
+    /// The leader's id and address, waiting (until `deadline`) while none is known.
+    async fn leader_by(&self, deadline: Instant) -> Result<(u64, String), ProposeError> {
+        if let Some(l) = self.leader() {
+            return Ok(l);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        self.wait_leader(wait).await?;
+        self.leader().ok_or(ProposeError::Timeout(wait))
+    }
+
+    /// Proposes on this node, which must be the leader.
+    pub(crate) async fn write_here(&self, cmd: Command) -> Result<CommandResult, CallError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(CallError::Refused(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(CallError::Stopped(f.to_string())),
+        }
+    }
+
+    /// The read index, confirmed with a quorum; this node must be the leader.
+    pub(crate) async fn read_index_here(&self) -> Result<Option<u64>, CallError> {
+        self.reads.read_index(&self.raft).await
     }
 
     /// Waits until some node is known as leader and returns its id.
@@ -175,6 +298,18 @@ impl RaftNode {
                 openraft::metrics::WaitError::ShuttingDown => ProposeError::Fatal(Fatal::Stopped),
             })?;
         metrics.current_leader.ok_or(ProposeError::Timeout(timeout))
+    }
+
+    /// Stores an uploaded blob here and on the other members, returning once a majority of
+    /// voters has it on disk (the rest get it in the background).
+    pub async fn put_blob(&self, digest: String, data: Vec<u8>) -> Result<(), ProposeError> {
+        membership::replicate_blob(self, digest, data).await
+    }
+
+    /// A blob's bytes from this server, or fetched from another member (and kept) if this one
+    /// does not have them.
+    pub async fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, ProposeError> {
+        membership::fetch_blob(self, digest).await
     }
 
     /// Whether this node believes it is the leader (from metrics, without asking a quorum):
@@ -215,4 +350,8 @@ impl RaftNode {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+fn unexpected(reply: PeerReply) -> ProposeError {
+    ProposeError::Refused(format!("a server answered with {}", reply.variant()))
 }

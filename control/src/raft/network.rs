@@ -2,7 +2,9 @@
 //! connection per peer that is (re)established lazily and shared by every client openraft makes
 //! for that peer.
 
-use super::types::{Node, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
+use super::calls::{CallError, PeerCall, PeerReply};
+use super::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
+use super::RaftNode;
 use edge_api::wire::{read_frame, write_frame, WireError, MAX_FRAME_BYTES};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use openraft::error::{
@@ -31,6 +33,8 @@ pub enum RaftRpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(SnapshotChunk),
+    /// Not raft's own: forwarded writes and reads, membership changes, status, blobs.
+    Call(PeerCall),
 }
 
 /// openraft's `InstallSnapshotRequest` with its bytes as a CBOR byte string (a plain `Vec<u8>`
@@ -77,6 +81,7 @@ pub enum RaftRpcReply {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    Call(Result<PeerReply, CallError>),
 }
 
 impl RaftRpcReply {
@@ -85,6 +90,7 @@ impl RaftRpcReply {
             RaftRpcReply::AppendEntries(_) => "AppendEntries",
             RaftRpcReply::Vote(_) => "Vote",
             RaftRpcReply::InstallSnapshot(_) => "InstallSnapshot",
+            RaftRpcReply::Call(_) => "Call",
         }
     }
 }
@@ -162,18 +168,60 @@ impl QuicNetwork {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
-    type Network = QuicPeer;
+/// Why a `QuicNetwork::call` got no answer.
+#[derive(Debug)]
+pub enum CallFailure {
+    /// Nothing reached the peer (no connection): the call may be retried elsewhere.
+    NotSent(String),
+    /// The request may have reached the peer and had its effect; only the answer is missing.
+    Lost(String),
+}
 
-    async fn new_client(&mut self, target: NodeId, node: &Node) -> QuicPeer {
+impl QuicNetwork {
+    fn peer(&self, target: NodeId, addr: &str) -> QuicPeer {
         let slot = lock(&self.peers).entry(target).or_default().clone();
         QuicPeer {
             target,
-            addr: node.addr.clone(),
+            addr: addr.to_string(),
             slot,
             endpoint: self.endpoint.clone(),
             client_config: self.client_config.clone(),
         }
+    }
+
+    /// Makes a `PeerCall` on server `target` at `addr`, sharing raft's connection to it.
+    pub(crate) async fn call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        call: &PeerCall,
+        timeout: Duration,
+    ) -> Result<Result<PeerReply, CallError>, CallFailure> {
+        let peer = self.peer(target, addr);
+        let body = edge_api::codec::encode("peer call", &RaftRpc::Call(call.clone()))
+            .map_err(|e| CallFailure::NotSent(e.to_string()))?;
+        let conn = tokio::time::timeout(timeout, peer.connection())
+            .await
+            .map_err(|_| CallFailure::NotSent(format!("no connection within {timeout:?}")))?
+            .map_err(|e| CallFailure::NotSent(e.to_string()))?;
+        match tokio::time::timeout(timeout, peer.exchange_on(&conn, "Call", &body)).await {
+            Err(_) => Err(CallFailure::Lost(format!(
+                "server {target} at {addr} did not answer within {timeout:?}"
+            ))),
+            Ok(Err(e)) => Err(CallFailure::Lost(e.to_string())),
+            Ok(Ok(RaftRpcReply::Call(r))) => Ok(r),
+            Ok(Ok(other)) => Err(CallFailure::Lost(
+                peer.mismatch("Call", &other).to_string(),
+            )),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = QuicPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> QuicPeer {
+        self.peer(target, &node.addr)
     }
 }
 
@@ -290,6 +338,17 @@ impl QuicPeer {
         body: &[u8],
     ) -> Result<RaftRpcReply, TransportError> {
         let conn = self.connection().await?;
+        self.exchange_on(&conn, rpc, body).await
+    }
+
+    /// `exchange` on a connection obtained already.
+    async fn exchange_on(
+        &self,
+        conn: &quinn::Connection,
+        rpc: &'static str,
+        body: &[u8],
+    ) -> Result<RaftRpcReply, TransportError> {
+        let conn = conn.clone();
         let call_err = |reason: String| TransportError::Call {
             target: self.target,
             rpc,
@@ -431,11 +490,11 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
 /// Serves one raft RPC stream accepted on an `edge-raft/1` connection: reads one request,
 /// hands it to the local raft, writes the reply. Errors are logged: the caller just retries.
 pub async fn serve_raft_stream(
-    raft: &Raft,
+    node: &RaftNode,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    if let Err(e) = serve(raft, &mut send, &mut recv).await {
+    if let Err(e) = serve(node, &mut send, &mut recv).await {
         debug!(error = %e, "raft RPC stream failed");
         // Tell the caller at once instead of letting it wait for its timeout.
         let _ = send.reset(quinn::VarInt::from_u32(1));
@@ -443,19 +502,21 @@ pub async fn serve_raft_stream(
 }
 
 async fn serve(
-    raft: &Raft,
+    node: &RaftNode,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<(), WireError> {
     let Some(rpc) = read_frame::<_, RaftRpc>(recv, MAX_FRAME_BYTES).await? else {
         return Ok(());
     };
+    let raft = &node.raft;
     let reply = match rpc {
         RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
         RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
         RaftRpc::InstallSnapshot(c) => {
             RaftRpcReply::InstallSnapshot(raft.install_snapshot(c.into()).await)
         }
+        RaftRpc::Call(call) => RaftRpcReply::Call(super::calls::handle(node, call).await),
     };
     write_frame(send, &reply).await?;
     send.finish().map_err(|e| WireError::Io(e.into()))?;

@@ -211,9 +211,11 @@ fn apply_batch(
 impl RaftSnapshotBuilder<TypeConfig> for RedbStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let db = self.db.clone();
-        blocking(move || RedbStateMachine::build(&db))
+        let snapshot = blocking(move || RedbStateMachine::build(&db))
             .await
-            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+            .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        tracing::debug!(snapshot = %snapshot.meta.snapshot_id, "built a snapshot");
+        Ok(snapshot)
     }
 }
 
@@ -264,6 +266,7 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
             ))?;
         // The whole state was replaced: history no longer describes it, watchers must relist.
         self.hub.reset(revision);
+        tracing::info!(snapshot = %meta.snapshot_id, index = ?meta.last_log_id.map(|l| l.index), "installed a snapshot from the leader");
         Ok(())
     }
 

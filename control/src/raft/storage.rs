@@ -400,6 +400,8 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
             Ok(())
         })
         .await
-        .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))
+        .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        tracing::info!(upto = log_id.index, "compacted the raft log");
+        Ok(())
     }
 }

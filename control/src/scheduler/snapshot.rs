@@ -1,8 +1,10 @@
-//! The cluster as one scheduling decision sees it: nodes, pods grouped by node, and per-node
-//! resource sums, computed once per snapshot so no plugin rescans every pod for every node.
+//! The cluster as one scheduling decision sees it: nodes, the pods placed on each, and per-node
+//! aggregates (requested resources). It is updated in place, pod by pod and node by node, so
+//! the scheduler's cache keeps one for its whole term instead of rebuilding it per decision.
 
 use edge_api::{Node, Pod};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// kube-scheduler's defaults for a container that requests nothing, used only when scoring so
 /// that pods without requests still spread instead of piling onto the first node by name.
@@ -51,9 +53,14 @@ impl Resources {
         self.cpu += other.cpu;
         self.memory += other.memory;
     }
+
+    fn sub(&mut self, other: Resources) {
+        self.cpu = self.cpu.saturating_sub(other.cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+    }
 }
 
-/// Per-node sums, parsed once per snapshot rather than once per plugin per pod.
+/// Per-node sums, kept up to date as pods come and go rather than recomputed per decision.
 #[derive(Clone, Debug, Default)]
 pub struct NodeResources {
     pub allocatable: Resources,
@@ -63,32 +70,99 @@ pub struct NodeResources {
     pub nonzero_requested: Resources,
 }
 
-struct NodeEntry<'a> {
-    pods: Vec<&'a Pod>,
+struct NodeEntry {
+    node: Arc<Node>,
+    pods: Vec<Arc<Pod>>,
     ready: bool,
     resources: NodeResources,
 }
 
-/// Nodes and pods, indexed for one or more `schedule()` calls over the same state.
-pub struct Snapshot<'a> {
-    pub nodes: &'a [Node],
-    pub pods: &'a [Pod],
-    entries: Vec<NodeEntry<'a>>,
-    /// Bound pods that carry pod (anti-)affinity terms, with the index of their node: the
-    /// inter-pod affinity plugin needs only these when the pod being placed has no terms.
-    pub with_affinity: Vec<(usize, &'a Pod)>,
+impl NodeEntry {
+    fn new(node: Arc<Node>) -> NodeEntry {
+        let mut e = NodeEntry {
+            node,
+            pods: Vec::new(),
+            ready: false,
+            resources: NodeResources::default(),
+        };
+        e.read_node();
+        e
+    }
+
+    /// Reads what the entry keeps from its Node object (parsed once, not per decision).
+    fn read_node(&mut self) {
+        let n = &self.node;
+        self.ready = n.is_ready();
+        self.resources.allocatable = Resources {
+            cpu: n.allocatable("cpu"),
+            memory: n.allocatable("memory"),
+        };
+        self.resources.max_pods = n.allocatable("pods");
+    }
+
+    fn add(&mut self, pod: Arc<Pod>) {
+        self.resources.requested.add(Resources::requested_by(&pod));
+        self.resources
+            .nonzero_requested
+            .add(Resources::nonzero_requested_by(&pod));
+        self.pods.push(pod);
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Arc<Pod>> {
+        let i = self.pods.iter().position(|p| has_key(p, key))?;
+        let pod = self.pods.swap_remove(i);
+        self.resources.requested.sub(Resources::requested_by(&pod));
+        self.resources
+            .nonzero_requested
+            .sub(Resources::nonzero_requested_by(&pod));
+        Some(pod)
+    }
+}
+
+/// `namespace/name`: how the scheduler names a pod.
+pub fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace, pod.metadata.name)
+}
+
+/// Whether `pod_key(pod) == key`, without building the key.
+fn has_key(pod: &Pod, key: &str) -> bool {
+    key.strip_prefix(pod.metadata.namespace.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(pod.metadata.name.as_str())
+}
+
+fn has_pod_terms(pod: &Pod) -> bool {
+    pod.spec
+        .affinity
+        .as_ref()
+        .is_some_and(|a| a.has_pod_terms())
+}
+
+/// Nodes and the pods placed on them, indexed for `schedule()` calls.
+#[derive(Default)]
+pub struct Snapshot {
+    entries: Vec<NodeEntry>,
+    /// Node name -> position in `entries`.
+    index: HashMap<String, usize>,
+    /// Every placed pod's node, by pod key.
+    placed: HashMap<String, String>,
+    /// Pods bound to a node the snapshot does not have: they count once it appears.
+    orphans: HashMap<String, Vec<Arc<Pod>>>,
+    /// Placed pods that carry pod (anti-)affinity terms: the inter-pod affinity plugin needs
+    /// only these when the pod being placed has no terms of its own.
+    with_affinity: HashMap<String, Arc<Pod>>,
 }
 
 /// What a plugin sees of one candidate node.
 #[derive(Clone, Copy)]
 pub struct NodeInfo<'a> {
-    /// The node's position in `Snapshot::nodes`.
+    /// The node's position in the snapshot.
     pub index: usize,
     pub node: &'a Node,
-    /// The node's Ready condition is True (read once per snapshot).
+    /// The node's Ready condition is True (read once per node update).
     pub ready: bool,
-    /// The pods bound to the node that still occupy it (finished pods are left out).
-    pub pods: &'a [&'a Pod],
+    /// The pods placed on the node that still occupy it (finished pods are left out).
+    pub pods: &'a [Arc<Pod>],
     pub resources: &'a NodeResources,
 }
 
@@ -102,70 +176,125 @@ impl<'a> NodeInfo<'a> {
     }
 }
 
-impl<'a> Snapshot<'a> {
-    pub fn new(nodes: &'a [Node], pods: &'a [Pod]) -> Snapshot<'a> {
-        let index: HashMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.metadata.name.as_str(), i))
-            .collect();
-        let mut entries: Vec<NodeEntry> = nodes
-            .iter()
-            .map(|n| NodeEntry {
-                pods: Vec::new(),
-                ready: n.is_ready(),
-                resources: NodeResources {
-                    allocatable: Resources {
-                        cpu: n.allocatable("cpu"),
-                        memory: n.allocatable("memory"),
-                    },
-                    max_pods: n.allocatable("pods"),
-                    ..Default::default()
-                },
-            })
-            .collect();
-        let mut with_affinity = Vec::new();
-        for pod in pods.iter().filter(|p| p.occupies_node()) {
-            // Pods bound to a node that is gone occupy nothing we could place on.
-            let Some(&i) = pod.spec.node_name.as_deref().and_then(|n| index.get(n)) else {
-                continue;
-            };
-            let entry = &mut entries[i];
-            entry.pods.push(pod);
-            entry.resources.requested.add(Resources::requested_by(pod));
-            entry
-                .resources
-                .nonzero_requested
-                .add(Resources::nonzero_requested_by(pod));
-            if pod
-                .spec
-                .affinity
-                .as_ref()
-                .is_some_and(|a| a.has_pod_terms())
-            {
-                with_affinity.push((i, pod));
-            }
+impl Snapshot {
+    /// A snapshot of `nodes` with those of `pods` that are bound and still occupy their node.
+    pub fn new(nodes: &[Node], pods: &[Pod]) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for n in nodes {
+            snap.set_node(Arc::new(n.clone()));
         }
-        Snapshot {
-            nodes,
-            pods,
-            entries,
-            with_affinity,
+        for p in pods {
+            snap.place(Arc::new(p.clone()));
         }
+        snap
+    }
+
+    /// Adds the node, or replaces it keeping the pods placed on it.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let name = node.metadata.name.clone();
+        if let Some(&i) = self.index.get(&name) {
+            let e = &mut self.entries[i];
+            e.node = node;
+            e.read_node();
+            return;
+        }
+        let mut entry = NodeEntry::new(node);
+        for pod in self.orphans.remove(&name).unwrap_or_default() {
+            entry.add(pod);
+        }
+        self.index.insert(name, self.entries.len());
+        self.entries.push(entry);
+    }
+
+    /// Removes the node; its pods wait as orphans in case it comes back.
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        let entry = self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.index.insert(moved.node.metadata.name.clone(), i);
+        }
+        if !entry.pods.is_empty() {
+            self.orphans.insert(name.to_string(), entry.pods);
+        }
+    }
+
+    /// Places (or moves) the pod on the node its spec names. A pod that names no node or no
+    /// longer occupies one (it finished) is taken out instead.
+    pub fn place(&mut self, pod: Arc<Pod>) {
+        let key = pod_key(&pod);
+        self.unplace(&key);
+        let Some(node) = pod.spec.node_name.clone() else {
+            return;
+        };
+        if !pod.occupies_node() {
+            return;
+        }
+        if has_pod_terms(&pod) {
+            self.with_affinity.insert(key.clone(), pod.clone());
+        }
+        match self.index.get(&node) {
+            Some(&i) => self.entries[i].add(pod),
+            None => self.orphans.entry(node.clone()).or_default().push(pod),
+        }
+        self.placed.insert(key, node);
+    }
+
+    /// Takes the pod off its node, returning it if it was placed.
+    pub fn unplace(&mut self, key: &str) -> Option<Arc<Pod>> {
+        let node = self.placed.remove(key)?;
+        self.with_affinity.remove(key);
+        if let Some(&i) = self.index.get(&node) {
+            return self.entries[i].remove(key);
+        }
+        let orphans = self.orphans.get_mut(&node)?;
+        let i = orphans.iter().position(|p| has_key(p, key))?;
+        let pod = orphans.swap_remove(i);
+        if orphans.is_empty() {
+            self.orphans.remove(&node);
+        }
+        Some(pod)
+    }
+
+    /// The node the pod is placed on, if it is.
+    pub fn placement(&self, key: &str) -> Option<&str> {
+        self.placed.get(key).map(String::as_str)
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn node(&self, index: usize) -> NodeInfo<'_> {
         let e = &self.entries[index];
         NodeInfo {
             index,
-            node: &self.nodes[index],
+            node: &e.node,
             ready: e.ready,
             pods: &e.pods,
             resources: &e.resources,
         }
     }
 
+    pub fn node_named(&self, name: &str) -> Option<NodeInfo<'_>> {
+        self.index.get(name).map(|&i| self.node(i))
+    }
+
     pub fn node_infos(&self) -> impl Iterator<Item = NodeInfo<'_>> + '_ {
-        (0..self.nodes.len()).map(|i| self.node(i))
+        (0..self.entries.len()).map(|i| self.node(i))
+    }
+
+    /// Placed pods with pod (anti-)affinity terms, each with its node.
+    pub fn with_affinity(&self) -> impl Iterator<Item = (NodeInfo<'_>, &Pod)> + '_ {
+        self.with_affinity.values().filter_map(|p| {
+            let node = self.node_named(p.spec.node_name.as_deref()?)?;
+            Some((node, &**p))
+        })
     }
 }

@@ -45,6 +45,12 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Several commands in one raft entry, so that many changes cost one log write: each is
+    /// checked and applied in order as if alone, at the same index (they share a
+    /// resourceVersion); a rejected one does not stop the others. The binds of one batch are
+    /// decided in order by one scheduler, each seeing those before it, so a bind to a node an
+    /// earlier bind of the same batch used is not stale. Batches do not nest.
+    Batch(Vec<Command>),
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -53,6 +59,8 @@ pub enum CommandResult {
     Deleted(Object),
     BlobStored,
     Rejected(ApiError),
+    /// The result of each command of a `Batch`, in order.
+    Batch(Vec<CommandResult>),
     /// Membership changes and blank entries.
     #[default]
     Nothing,
@@ -69,6 +77,9 @@ pub fn apply(
     index: u64,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
+    if let Command::Batch(commands) = command {
+        return apply_batch(txn, index, commands);
+    }
     let mut objects = txn.open_table(OBJECTS)?;
     let mut meta = txn.open_table(META)?;
     let current = |objects: &redb::Table<&str, &[u8]>,
@@ -157,7 +168,8 @@ pub fn apply(
                 .get(bind_key(node).as_str())?
                 .map(|v| decode_u64(v.value()))
                 .unwrap_or(0);
-            if last_bind > *snapshot_revision {
+            // A bind earlier in the same batch (same index) was seen by this one's decision.
+            if last_bind > *snapshot_revision && last_bind != index {
                 return reject(format!(
                     "another pod was placed on {node:?} after the scheduling snapshot"
                 ));
@@ -182,7 +194,34 @@ pub fn apply(
             }
             Ok((CommandResult::BlobStored, vec![]))
         }
+        Command::Batch(_) => Ok((nested_batch(), vec![])),
     }
+}
+
+fn apply_batch(
+    txn: &WriteTransaction,
+    index: u64,
+    commands: &[Command],
+) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
+    let mut results = Vec::with_capacity(commands.len());
+    let mut events = Vec::new();
+    for command in commands {
+        if matches!(command, Command::Batch(_)) {
+            results.push(nested_batch());
+            continue;
+        }
+        let (result, evs) = apply(txn, index, command)?;
+        results.push(result);
+        events.extend(evs);
+    }
+    Ok((CommandResult::Batch(results), events))
+}
+
+fn nested_batch() -> CommandResult {
+    CommandResult::Rejected(ApiError::new(
+        ErrorCode::Invalid,
+        "a batch may not contain another batch; send its commands in one flat batch",
+    ))
 }
 
 fn event_of(event_type: EventType, object: Object, index: u64) -> WatchEvent {
@@ -414,6 +453,41 @@ mod tests {
         assert!(unbound(get(&db, &pod("s"))));
         assert!(unbound(get(&db, &pod("p"))));
         assert_eq!(read_snapshot(&db).unwrap().revision, 10);
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_alone_at_one_index() {
+        let (_d, db) = db();
+        run(&db, 1, put(node("n1"), Precondition::Absent));
+        for (i, name) in ["p", "q", "r", "s"].into_iter().enumerate() {
+            run(&db, 2 + i as u64, put(pod(name), Precondition::Absent));
+        }
+        // Decided from a snapshot at 5; r changes before the batch lands.
+        run(&db, 6, put(pod("r"), Precondition::Revision(4)));
+        let batch = Command::Batch(vec![
+            bind("p", "n1", 5),
+            bind("q", "n1", 5),
+            bind("r", "n1", 5),
+            Command::Batch(vec![]),
+        ]);
+        let (r, ev) = run(&db, 7, batch);
+        let CommandResult::Batch(results) = r else {
+            panic!("{r:?}")
+        };
+        // q follows p onto n1 in the same batch: not stale, both at the batch's index.
+        for result in &results[..2] {
+            assert!(
+                matches!(result, CommandResult::Stored(o) if o.meta().resource_version == 7),
+                "{result:?}"
+            );
+        }
+        assert!(rejection(&results[2]).contains("changed after"), "{results:?}");
+        assert_eq!(rejected_code(&results[3]), Some(ErrorCode::Invalid));
+        let revs: Vec<u64> = ev.iter().map(|e| e.resource_version).collect();
+        assert_eq!(revs, vec![7, 7]);
+        // A later bind decided from the same old snapshot is stale again.
+        let (r, _) = run(&db, 8, bind("s", "n1", 5));
+        assert!(rejection(&r).contains("another pod"), "{r:?}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `edged`: the edge daemon. `edged server` runs the control plane (with a built-in agent unless
 //! `--no-agent`); `edged agent` runs a node agent that joins a server with a token.
 
+mod ha;
+mod lifecycle;
 mod run;
 
 use anyhow::Context;
@@ -45,6 +47,10 @@ enum Command {
         /// A node silent for this long becomes NotReady.
         #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
         node_grace_period: Duration,
+        #[command(flatten)]
+        lifecycle: lifecycle::LifecycleFlags,
+        #[command(flatten)]
+        ha: ha::HaFlags,
     },
     /// Run one component locally in the pod sandbox (like `wasmtime run`).
     Run(run::RunArgs),
@@ -66,6 +72,14 @@ enum Command {
         /// Pods this node accepts.
         #[arg(long, default_value_t = edge_agent::node::DEFAULT_MAX_PODS)]
         max_pods: u32,
+        /// How often the agent tells the control plane it is alive (keep it well under the
+        /// server's --node-grace-period).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        heartbeat_interval: Duration,
+        /// This node's address: pods and service node ports listen on it and other nodes reach
+        /// them at it [default: every address; advertise the one toward the control plane]
+        #[arg(long, value_name = "IP")]
+        node_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -137,10 +151,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_name,
             max_pods,
             node_grace_period,
+            lifecycle,
+            ha,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_dir("server"));
             let agent = (!no_agent).then_some((node_name, max_pods));
-            server(data_dir, listen, agent, node_grace_period).await
+            server(data_dir, listen, agent, node_grace_period, lifecycle, ha).await
         }
         Command::Agent {
             server,
@@ -149,6 +165,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_name,
             labels,
             max_pods,
+            heartbeat_interval,
+            node_ip,
         } => {
             let mut config = edge_agent::AgentConfig::new(
                 server,
@@ -160,6 +178,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             config.labels = labels.into_iter().collect();
             config.max_pods = max_pods;
+            config.heartbeat_interval = heartbeat_interval;
+            config.node_ip = node_ip;
             let agent = edge_agent::Agent::start(config)
                 .await
                 .context("starting the agent")?;
@@ -177,8 +197,14 @@ async fn server(
     // The built-in agent's node name and pod capacity; `None` with --no-agent.
     agent: Option<(Option<String>, u32)>,
     node_grace_period: Duration,
+    lifecycle: lifecycle::LifecycleFlags,
+    ha: ha::HaFlags,
 ) -> anyhow::Result<()> {
-    let options = edge_control::context::ServerOptions { node_grace_period };
+    let options = edge_control::context::ServerOptions {
+        node_grace_period,
+        lifecycle: lifecycle.options(),
+        ha: ha.options()?,
+    };
     let config = edge_control::server::ServerConfig {
         data_dir: data_dir.clone(),
         listen,

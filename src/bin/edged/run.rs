@@ -102,6 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let network = NetworkGrants {
         listen: args.listen.clone(),
         outbound: args.allow.clone(),
+        ..NetworkGrants::default()
     };
     let name = args
         .component

@@ -16,7 +16,7 @@ impl Plugin for NodeReady {
         "NodeReady"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         let tolerates = |key: &str| {
             pod.spec
                 .tolerations
@@ -57,7 +57,7 @@ impl Plugin for NodePorts {
         "NodePorts"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         let wanted: Vec<(&str, u16)> = ports(pod).collect();
         if wanted.is_empty() {
             return None;
@@ -86,7 +86,7 @@ impl Plugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         let want = Resources::requested_by(pod);
         filter_fn(move |n: &NodeInfo<'a>| {
             let r = n.resources;
@@ -110,7 +110,7 @@ impl Plugin for NodeResourcesFit {
     fn scorer<'a>(
         &self,
         pod: &'a Pod,
-        _snap: &'a Snapshot<'a>,
+        _snap: &'a Snapshot,
         _feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         let want = Resources::nonzero_requested_by(pod);

@@ -93,13 +93,13 @@ impl Plugin for InterPodAffinity {
         "InterPodAffinity"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         let own = terms(pod);
         // Existing pods whose required anti-affinity selects this pod keep it out of their domain.
         let mut existing_anti = Domains::default();
-        for &(i, other) in &snap.with_affinity {
+        for (n, other) in snap.with_affinity() {
             for t in terms(other).anti.iter().filter(|t| selects(t, other, pod)) {
-                existing_anti.add(&snap.node(i), t, 1);
+                existing_anti.add(&n, t, 1);
             }
         }
         if own.affinity.is_empty() && own.anti.is_empty() && existing_anti.is_empty() {
@@ -155,7 +155,7 @@ impl Plugin for InterPodAffinity {
     fn scorer<'a>(
         &self,
         pod: &'a Pod,
-        snap: &'a Snapshot<'a>,
+        snap: &'a Snapshot,
         _feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         let own = terms(pod);
@@ -178,8 +178,7 @@ impl Plugin for InterPodAffinity {
             }
         }
         // Existing pods' terms that select this pod pull it near them or push it away.
-        for &(i, other) in &snap.with_affinity {
-            let n = snap.node(i);
+        for (n, other) in snap.with_affinity() {
             let theirs = terms(other);
             for t in theirs.affinity.iter().filter(|t| selects(t, other, pod)) {
                 score.add(&n, t, HARD_POD_AFFINITY_WEIGHT);

@@ -52,7 +52,7 @@ pub type BoxScorer<'a> = Box<dyn Scorer<'a> + 'a>;
 pub trait Plugin: Send + Sync {
     fn name(&self) -> &'static str;
 
-    fn filter<'a>(&self, _pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, _pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         None
     }
 
@@ -60,7 +60,7 @@ pub trait Plugin: Send + Sync {
     fn scorer<'a>(
         &self,
         _pod: &'a Pod,
-        _snap: &'a Snapshot<'a>,
+        _snap: &'a Snapshot,
         _feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         None

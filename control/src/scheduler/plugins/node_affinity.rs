@@ -45,7 +45,7 @@ impl Plugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         if pod.spec.node_selector.is_empty() && required(pod).is_none() {
             return None;
         }
@@ -61,7 +61,7 @@ impl Plugin for NodeAffinity {
     fn scorer<'a>(
         &self,
         pod: &'a Pod,
-        _snap: &'a Snapshot<'a>,
+        _snap: &'a Snapshot,
         _feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         let terms = preferred(pod);

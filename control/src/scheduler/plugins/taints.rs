@@ -13,7 +13,7 @@ impl Plugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         filter_fn(move |n: &NodeInfo<'a>| {
             let hard = |e: TaintEffect| e != TaintEffect::PreferNoSchedule;
             match first_untolerated(&n.node.spec.taints, &pod.spec.tolerations, hard) {
@@ -29,7 +29,7 @@ impl Plugin for TaintToleration {
     fn scorer<'a>(
         &self,
         pod: &'a Pod,
-        _snap: &'a Snapshot<'a>,
+        _snap: &'a Snapshot,
         feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         let soft = |n: &NodeInfo| {

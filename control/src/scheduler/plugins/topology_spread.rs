@@ -11,6 +11,7 @@ use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 use edge_api::scheduling::{TopologySpreadConstraint, UnsatisfiableConstraintAction};
 use edge_api::Pod;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const ERR_SPREAD: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_SPREAD_LABEL: &str =
@@ -27,7 +28,7 @@ fn constraints(pod: &Pod, action: UnsatisfiableConstraintAction) -> Vec<&Topolog
 }
 
 /// How many of `pods` the constraint counts for a pod in `namespace`.
-fn count(pods: &[&Pod], namespace: &str, c: &TopologySpreadConstraint) -> u32 {
+fn count(pods: &[Arc<Pod>], namespace: &str, c: &TopologySpreadConstraint) -> u32 {
     let Some(selector) = &c.label_selector else {
         return 0;
     };
@@ -57,7 +58,7 @@ impl Plugin for PodTopologySpread {
         "PodTopologySpread"
     }
 
-    fn filter<'a>(&self, pod: &'a Pod, snap: &'a Snapshot<'a>) -> Option<BoxFilter<'a>> {
+    fn filter<'a>(&self, pod: &'a Pod, snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
         let hard = constraints(pod, UnsatisfiableConstraintAction::DoNotSchedule);
         if hard.is_empty() {
             return None;
@@ -108,7 +109,7 @@ impl Plugin for PodTopologySpread {
     fn scorer<'a>(
         &self,
         pod: &'a Pod,
-        snap: &'a Snapshot<'a>,
+        snap: &'a Snapshot,
         feasible: &[NodeInfo<'a>],
     ) -> Option<BoxScorer<'a>> {
         let soft = constraints(pod, UnsatisfiableConstraintAction::ScheduleAnyway);

@@ -1,6 +1,7 @@
 //! Table tests of the scheduler over constructed snapshots: builders shared by the per-plugin
 //! files, and the tests of `schedule()` itself (filters in order, scoring, the summary).
 
+mod cache;
 mod inter_pod_affinity;
 mod node_affinity;
 mod taints;
@@ -397,4 +398,51 @@ fn anti_affinity_and_spread_over_a_large_snapshot() {
             && q.metadata.labels.get("app").map(String::as_str) == Some("app7")
     });
     assert!(!taken, "anti-affinity violated on {chosen}");
+}
+
+#[test]
+fn large_clusters_score_a_sample_of_nodes_like_kube_scheduler() {
+    // kube-scheduler's numFeasibleNodesToFind with percentageOfNodesToScore unset.
+    let cases = [
+        (0, 0),
+        (3, 3),
+        (99, 99),
+        (100, 100),
+        (300, 144),
+        (1_000, 420),
+        (3_000, 780),
+        (5_000, 500),
+        (20_000, 1_000),
+    ];
+    for (nodes, want) in cases {
+        assert_eq!(feasible_nodes_to_find(nodes), want, "{nodes} nodes");
+    }
+}
+
+#[test]
+fn a_sampled_decision_starts_where_the_last_one_stopped() {
+    let nodes: Vec<Node> = (0..300).map(|i| big(&format!("n{i:03}"), &[])).collect();
+    let snap = Snapshot::new(&nodes, &[]);
+    let plugins = default_plugins();
+    let p = pod("p", "", "", None);
+    let first = schedule_from(&p, &snap, &plugins, 0);
+    assert_eq!(first.examined, 144);
+    assert_eq!(first.placement, Placement::Node("n000".into()));
+    // The next pod looks at the following nodes, wrapping around the end.
+    let next = schedule_from(&p, &snap, &plugins, 250);
+    assert_eq!(next.examined, 144);
+    assert_eq!(next.placement, Placement::Node("n000".into()), "wrapped past n299");
+    let later = schedule_from(&p, &snap, &plugins, 144);
+    assert_eq!(later.placement, Placement::Node("n144".into()));
+    // No node fits: every node was examined, so the summary covers all of them.
+    let huge = pod("h", "", "1Ti", None);
+    let none = schedule_from(&huge, &snap, &plugins, 17);
+    assert_eq!(none.examined, 300);
+    match none.placement {
+        Placement::Unschedulable { summary, per_node } => {
+            assert_eq!(per_node.len(), 300);
+            assert_eq!(summary, "0/300 nodes are available: 300 Insufficient memory.");
+        }
+        other => panic!("{other:?}"),
+    }
 }

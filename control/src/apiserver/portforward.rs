@@ -1,0 +1,67 @@
+//! `edgectl port-forward`: like logs, the server opens a stream back over the pod's node's own
+//! agent link, waits for the agent to connect to the pod's port, then relays raw bytes both ways.
+
+use super::objects::internal;
+use crate::context::ControlPlane;
+use edge_api::object::{Kind, ObjectKey};
+use edge_api::wire::{
+    read_frame, write_frame, ApiError, ErrorCode, Request, Response, MAX_FRAME_BYTES,
+};
+
+pub async fn relay(
+    cp: &ControlPlane,
+    req: Request,
+    send: &mut quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), ApiError> {
+    let Request::PortForward {
+        namespace, name, ..
+    } = &req
+    else {
+        return Err(internal("port-forward relay called with another request"));
+    };
+    let key = ObjectKey::new(Kind::Pod, namespace, name);
+    let pod = cp.get(&super::Scope::Everything, &key).await?;
+    let node = pod
+        .as_pod()
+        .and_then(|p| p.spec.node_name.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{key} is not scheduled to a node yet; wait until it runs"),
+            )
+        })?;
+    let conn = cp.agent_connection(&node).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("node {node:?} is not connected, so its pods cannot be reached"),
+        )
+    })?;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}"))
+    };
+    let (mut to_agent, mut from_agent) = conn.open_bi().await.map_err(|e| unavailable(&e))?;
+    write_frame(&mut to_agent, &req)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    match read_frame::<_, Response>(&mut from_agent, MAX_FRAME_BYTES).await {
+        Ok(Some(Response::Ok)) => {}
+        Ok(Some(Response::Error(e))) => return Err(e),
+        Ok(_) => {
+            return Err(unavailable(
+                &"the agent closed the stream without answering",
+            ))
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    write_frame(send, &Response::Ok).await.map_err(internal)?;
+    let upstream = async {
+        let _ = tokio::io::copy(&mut recv, &mut to_agent).await;
+        let _ = to_agent.finish();
+    };
+    let downstream = async {
+        let _ = tokio::io::copy(&mut from_agent, send).await;
+    };
+    tokio::join!(upstream, downstream);
+    Ok(())
+}
