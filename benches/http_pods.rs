@@ -1,8 +1,14 @@
 //! Benchmark: HTTP components as pods. Time from `edgectl apply` to Ready, the agent's and the
-//! control plane's resident memory (separate processes) with 0, 100 and 1,000 idle HTTP pods, and requests/s with p50/p99
-//! latency of one pod served by the agent beside `wasmtime serve` on the same component (wrk).
+//! control plane's resident memory (separate processes) with 0, 100 and 1,000 idle HTTP pods, and
+//! requests/s, p50/p99 latency and server CPU per request of one pod served by the agent beside
+//! `wasmtime serve` on the same component, wrk runs interleaved between the two (see
+//! `benches/common/load.rs`).
 //!
-//! `cargo bench --bench http_pods` (env `PODS`, default 1000). Prints Markdown tables.
+//! `cargo bench --bench http_pods` (env `PODS`, default 1000; `ROUNDS`, default 5;
+//! `WRK_DURATION` seconds, default 10), or build with `--no-run` and start the printed binary
+//! directly. Needs `wrk` and the `wasmtime` CLI 48.0.8 (`cargo install wasmtime-cli --version
+//! 48.0.8 --locked`); without them only the memory and start figures are measured. Prints
+//! Markdown tables.
 
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
@@ -12,41 +18,8 @@ mod support;
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-
-struct Wrk {
-    rps: f64,
-    p50: String,
-    p99: String,
-}
-
-/// 10 s of wrk, 2 threads, 32 connections, against 127.0.0.1:`port`/.
-fn wrk(port: u16) -> Option<Wrk> {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            "-c32",
-            "-d10s",
-            "--latency",
-            &format!("http://127.0.0.1:{port}/"),
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map(str::to_string)
-    };
-    Some(Wrk {
-        rps: field("Requests/sec:")?.parse().ok()?,
-        p50: field("50%")?,
-        p99: field("99%")?,
-    })
-}
 
 fn pod_manifest(dir: &std::path::Path, name: &str, port: u16) -> String {
     let text = format!(
@@ -116,35 +89,9 @@ fn main() {
         }
     }
     latencies.sort();
-    let edge = wrk(base_port);
-    let peer = wasmtime_bin().and_then(|bin| {
-        let port = free_tcp_port();
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "-Scli",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                &component("http-hello"),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let up = (0..600).any(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            http_get(port, "/", Duration::from_secs(1)).is_some()
-        });
-        if !up {
-            eprintln!("wasmtime serve did not come up on port {port}");
-            let _ = child.kill();
-            return None;
-        }
-        let r = wrk(port);
-        let _ = child.kill();
-        let _ = child.wait();
-        r
-    });
+    let settings = load::LoadSettings::from_env();
+    let measured = measure_load(&settings, base_port, pid);
+    let agent_after_load = rss_mib(pid);
 
     println!("\n### HTTP pods ({pods} pods of examples/components/http-hello.wasm)\n");
     println!("| figure | value |\n|---|---|");
@@ -159,18 +106,34 @@ fn main() {
     for (n, agent, server) in &memory {
         println!("| resident memory with {n} idle HTTP pods: agent / control plane | {agent:.0} MiB / {server:.0} MiB |");
     }
-    println!("\n### Serving one HTTP pod (wrk -t2 -c32 -d10s)\n");
-    println!("| server | requests/s | p50 | p99 |\n|---|---|---|---|");
-    let row = |name: &str, w: &Option<Wrk>| match w {
-        Some(w) => println!("| {name} | {:.0} | {} | {} |", w.rps, w.p50, w.p99),
-        None => println!("| {name} | not measured (wrk or the server missing) | - | - |"),
-    };
-    row("edge agent (pod on the node port)", &edge);
-    row("wasmtime serve 48.0.8 (peer)", &peer);
-    if let (Some(e), Some(p)) = (&edge, &peer) {
-        println!(
-            "\nedge / wasmtime serve throughput: {:.2}",
-            e.rps / p.rps.max(1.0)
-        );
+    println!("| agent resident memory after the load below | {agent_after_load:.0} MiB |");
+    println!("\n### Serving one HTTP pod of {pods} (GET / of http-hello on 127.0.0.1)\n");
+    match measured {
+        Ok(measured) => measured.print(&settings),
+        Err(e) => println!("load not measured: {e}"),
     }
+}
+
+/// wrk against the pod on `port` (served by the agent, process `agent`) and against
+/// `wasmtime serve` of the same component, interleaved.
+fn measure_load(
+    settings: &load::LoadSettings,
+    port: u16,
+    agent: u32,
+) -> Result<load::Interleaved, String> {
+    let mut targets = vec![load::Target {
+        name: "edge agent (pod on its node port)".into(),
+        addr: ([127, 0, 0, 1], port).into(),
+        pid: agent,
+    }];
+    let peer = load::WasmtimeServe::start(std::path::Path::new(&component("http-hello")));
+    match &peer {
+        Ok(peer) => targets.push(load::Target {
+            name: format!("wasmtime serve {} -Scli", load::WASMTIME_VERSION),
+            addr: peer.addr,
+            pid: peer.pid(),
+        }),
+        Err(e) => println!("wasmtime serve is not measured: {e}"),
+    }
+    load::interleave(settings, &targets)
 }

@@ -63,12 +63,13 @@ mod tests {
         let mut finished = pod("job-1", "u9");
         finished.status.phase = PodPhase::Succeeded;
         use PodAction::*;
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             HashSet<String>,
             Vec<Pod>,
-            Vec<(&str, Option<PodAction>)>,
-        )> = vec![
+            Vec<(&'static str, Option<PodAction>)>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "the control plane lost nothing: nothing restarts",
                 running(&["u1", "u2"]),

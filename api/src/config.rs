@@ -150,18 +150,14 @@ pub async fn connect_first(
                 message: "no server answered".into(),
             }));
         }
-        let stagger = tokio::time::sleep(DIAL_STAGGER);
-        tokio::pin!(stagger);
-        loop {
-            tokio::select! {
-                done = dials.join_next() => match done {
-                    Some(Ok((Ok(client), addr))) => return Ok((client, addr)),
-                    // That one failed outright: try the next at once.
-                    Some(Ok((Err(e), _))) => { last_err = Some(e); break; }
-                    Some(Err(_)) | None => break,
-                },
-                _ = &mut stagger, if next.is_some() => break,
-            }
+        // Whichever comes first: a dial ends, or it is time to start the next one.
+        tokio::select! {
+            done = dials.join_next() => match done {
+                Some(Ok((Ok(client), addr))) => return Ok((client, addr)),
+                Some(Ok((Err(e), _))) => last_err = Some(e),
+                Some(Err(_)) | None => {}
+            },
+            _ = tokio::time::sleep(DIAL_STAGGER), if next.is_some() => {}
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What the benchmarks share: process memory, percentiles, a watch that timestamps pods, and
-//! finding the `wasmtime` CLI used as the peer.
+//! finding the `wasmtime` CLI used as the peer; `load` drives wrk against edge and its peer.
+
+pub mod load;
 
 use edge_api::object::{Kind, Object};
 use edge_api::wire::{Client, Request, Response};
@@ -75,17 +77,8 @@ pub fn watch_pods(config: edge_api::config::ClientConfigFile, reached: fn(&Pod) 
     seen
 }
 
-/// The `wasmtime` CLI (the peer): on PATH or in ~/.cargo/bin.
+/// The `wasmtime` CLI (the peer): `$WASMTIME`, on PATH or in ~/.cargo/bin; says how to
+/// install it when missing.
 pub fn wasmtime_bin() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("wasmtime"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/wasmtime"));
-    }
-    candidates.into_iter().find(|p| p.exists())
+    load::wasmtime_cli().map_err(|e| eprintln!("{e}")).ok()
 }

@@ -61,7 +61,9 @@ pub struct ControlPlane {
     /// The live QUIC connection of each connected agent, by node name.
     pub agents: Mutex<HashMap<String, quinn::Connection>>,
     /// When each node was last heard from.
-    pub liveness: Mutex<HashMap<String, Instant>>,
+    /// Shared with the raft node, which records there the heartbeats other servers relay to
+    /// the leader for the agents connected to them.
+    pub liveness: Arc<Mutex<HashMap<String, Instant>>>,
     /// When this server started; nodes get a grace period from here after a restart or failover.
     pub started: Instant,
 }
@@ -72,12 +74,13 @@ impl ControlPlane {
         pki: Arc<ClusterPki>,
         options: ServerOptions,
     ) -> Arc<ControlPlane> {
+        let liveness = Arc::clone(&raft.liveness);
         Arc::new(ControlPlane {
             raft,
             pki,
             options,
             agents: Mutex::new(HashMap::new()),
-            liveness: Mutex::new(HashMap::new()),
+            liveness,
             started: Instant::now(),
         })
     }
@@ -108,11 +111,16 @@ impl ControlPlane {
         }
     }
 
+    /// Records a heartbeat; on a follower it is also relayed to the leader, which keeps the
+    /// liveness that counts (agents may be connected to any server).
     pub fn heard_from(&self, node: &str) {
         self.liveness
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node.to_string(), Instant::now());
+        if !self.raft.is_leader() {
+            self.raft.relay_heartbeat(node);
+        }
     }
 
     /// How long since the node was last heard from, counting from server start if never.

@@ -388,18 +388,32 @@ async fn servers_join_through_any_member_store_blobs_on_a_majority_and_leave() {
     m1.node.wait_leader(Duration::from_secs(5)).await.unwrap();
 
     let ep2 = endpoint(&pki);
-    let id2 = m1.node.add_server(ep2.local_addr().unwrap().to_string()).await.unwrap();
-    let m2 = member_on(&pki, ep2, id2, &dir.path().join("n2.redb")).await;
-    tokio::time::timeout(Duration::from_secs(30), promote_until_voter(m2.node.clone()))
+    let id2 = m1
+        .node
+        .add_server(ep2.local_addr().unwrap().to_string())
         .await
-        .expect("second server promoted");
+        .unwrap();
+    let m2 = member_on(&pki, ep2, id2, &dir.path().join("n2.redb")).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        promote_until_voter(m2.node.clone()),
+    )
+    .await
+    .expect("second server promoted");
     // The third joins through the second, a follower: the change is made by the leader.
     let ep3 = endpoint(&pki);
-    let id3 = m2.node.add_server(ep3.local_addr().unwrap().to_string()).await.unwrap();
-    let m3 = member_on(&pki, ep3, id3, &dir.path().join("n3.redb")).await;
-    tokio::time::timeout(Duration::from_secs(30), promote_until_voter(m3.node.clone()))
+    let id3 = m2
+        .node
+        .add_server(ep3.local_addr().unwrap().to_string())
         .await
-        .expect("third server promoted");
+        .unwrap();
+    let m3 = member_on(&pki, ep3, id3, &dir.path().join("n3.redb")).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        promote_until_voter(m3.node.clone()),
+    )
+    .await
+    .expect("third server promoted");
     assert!(id2 > 1 && id3 > id2, "fresh ids: {id2}, {id3}");
     let members = m3.node.members().await;
     assert_eq!(members.len(), 3, "{members:?}");
@@ -416,14 +430,19 @@ async fn servers_join_through_any_member_store_blobs_on_a_majority_and_leave() {
     // A blob acknowledged by one server is on a majority at once, and on all eventually.
     let data = b"\0asm\x01\0\0\0 some component".to_vec();
     let digest = edge_api::wire::blob_digest(&data);
-    m3.node.put_blob(digest.clone(), data.clone()).await.unwrap();
+    m3.node
+        .put_blob(digest.clone(), data.clone())
+        .await
+        .unwrap();
     let have = [&m1, &m2, &m3]
         .iter()
         .filter(|m| m.node.blobs.contains(&digest))
         .count();
     assert!(have >= 2, "a majority has the blob when it is acknowledged");
     eventually("every server has the blob", Duration::from_secs(10), || {
-        [&m1, &m2, &m3].iter().all(|m| m.node.blobs.contains(&digest))
+        [&m1, &m2, &m3]
+            .iter()
+            .all(|m| m.node.blobs.contains(&digest))
     })
     .await;
     assert_eq!(m1.node.get_blob(&digest).await.unwrap(), Some(data));

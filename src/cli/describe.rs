@@ -451,3 +451,7 @@ pub fn describe(obj: &Object, r: &Related, now: DateTime<Utc>) -> String {
 #[cfg(test)]
 #[path = "describe_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "describe_apps_tests.rs"]
+mod apps_tests;

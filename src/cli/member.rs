@@ -90,7 +90,10 @@ pub fn members_table(members: &[Member]) -> String {
             ]
         })
         .collect();
-    table(&["ID", "ADDRESS", "ROLE", "LAST LOG INDEX", "APPLIED"], &rows)
+    table(
+        &["ID", "ADDRESS", "ROLE", "LAST LOG INDEX", "APPLIED"],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -115,9 +118,18 @@ mod tests {
         ]);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("ID   ADDRESS"), "{out}");
-        assert!(lines[1].contains("10.0.0.1:6443") && lines[1].contains("leader"), "{out}");
-        assert!(lines[2].contains("follower (unreachable)") && lines[2].contains("<unknown>"), "{out}");
-        assert!(lines[3].contains("learner") && lines[3].ends_with("41"), "{out}");
+        assert!(
+            lines[1].contains("10.0.0.1:6443") && lines[1].contains("leader"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("follower (unreachable)") && lines[2].contains("<unknown>"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains("learner") && lines[3].ends_with("41"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -132,6 +144,8 @@ mod tests {
         };
         assert_eq!(id, 3);
         assert!(crate::cli::Cli::try_parse_from(["edgectl", "member", "remove", "x"]).is_err());
-        assert!(crate::cli::Cli::try_parse_from(["edgectl", "member", "list", "-o", "json"]).is_ok());
+        assert!(
+            crate::cli::Cli::try_parse_from(["edgectl", "member", "list", "-o", "json"]).is_ok()
+        );
     }
 }

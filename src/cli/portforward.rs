@@ -211,6 +211,8 @@ async fn forward(
     };
     let downstream = async {
         let _ = tokio::io::copy(&mut recv, &mut to_local).await;
+        // The pod is done sending: pass its end of stream on.
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_local).await;
     };
     tokio::join!(upstream, downstream);
     Ok(())

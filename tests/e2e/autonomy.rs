@@ -254,10 +254,6 @@ fn a_cut_off_agent_keeps_its_pods_which_are_replaced_elsewhere_and_fenced_on_hea
     );
     let ticks = std::fs::read_to_string(&keeper_log).unwrap_or_default();
     assert_eq!(ticks.matches("tick 1\n").count(), 1, "keeper ran once");
-    eprintln!(
-        "AGENT A\n{log}\nSERVER\n{}",
-        c.server.as_ref().unwrap().log_text()
-    );
 }
 
 #[test]

@@ -54,7 +54,8 @@ impl Ha {
         let home = tempfile::tempdir().expect("tempdir");
         let servers = (0..n)
             .map(|i| {
-                let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+                let listen: SocketAddr =
+                    format!("127.0.0.1:{}", free_port()).parse().expect("addr");
                 Server {
                     listen,
                     relay: rt.block_on(Relay::start(listen)),
@@ -111,7 +112,9 @@ impl Ha {
     }
 
     fn index_of_advertised(&self, addr: &str) -> Option<usize> {
-        self.servers.iter().position(|s| s.relay.addr.to_string() == addr)
+        self.servers
+            .iter()
+            .position(|s| s.relay.addr.to_string() == addr)
     }
 
     /// Sends one request to server `i` (its listen address, not through the relay).
@@ -138,8 +141,12 @@ impl Ha {
     fn wait_healthy(&self, asking: usize, n: usize, applied: u64) -> usize {
         wait_for("a healthy control plane", Duration::from_secs(60), || {
             let ms = self.members(asking)?;
-            let voters = ms.iter().filter(|m| m.role != MemberRole::Learner && m.reachable);
-            let leader = ms.iter().find(|m| m.role == MemberRole::Leader && m.reachable)?;
+            let voters = ms
+                .iter()
+                .filter(|m| m.role != MemberRole::Learner && m.reachable);
+            let leader = ms
+                .iter()
+                .find(|m| m.role == MemberRole::Leader && m.reachable)?;
             let caught_up = ms.iter().all(|m| m.applied_index.unwrap_or(0) >= applied);
             (voters.count() == n && ms.len() == n && caught_up)
                 .then(|| self.index_of_advertised(&leader.address))
@@ -304,16 +311,29 @@ fn record_outcome(
     }
     let event = |ret, op| Event { call, ret, op };
     match (op, answer) {
-        (Some(Op::Write(v)), Ok(_)) => rec.registers.entry(key).or_default().push(event(Some(ret), Op::Write(v))),
+        (Some(Op::Write(v)), Ok(_)) => rec
+            .registers
+            .entry(key)
+            .or_default()
+            .push(event(Some(ret), Op::Write(v))),
         // Unknown outcome: it may have been applied, now or later.
-        (Some(Op::Write(v)), Err(_)) => rec.registers.entry(key).or_default().push(event(None, Op::Write(v))),
+        (Some(Op::Write(v)), Err(_)) => rec
+            .registers
+            .entry(key)
+            .or_default()
+            .push(event(None, Op::Write(v))),
         (Some(Op::Read(_)), Ok(Response::Object(Object::ConfigMap(cm)))) => {
             let seen = cm.data.get("v").cloned();
-            rec.registers.entry(key).or_default().push(event(Some(ret), Op::Read(seen)))
+            rec.registers
+                .entry(key)
+                .or_default()
+                .push(event(Some(ret), Op::Read(seen)))
         }
-        (Some(Op::Read(_)), Err(WireError::Api(e))) if e.code == ErrorCode::NotFound => {
-            rec.registers.entry(key).or_default().push(event(Some(ret), Op::Read(None)))
-        }
+        (Some(Op::Read(_)), Err(WireError::Api(e))) if e.code == ErrorCode::NotFound => rec
+            .registers
+            .entry(key)
+            .or_default()
+            .push(event(Some(ret), Op::Read(None))),
         (None, Ok(Response::Object(o))) => {
             rec.created.insert(o.meta().name.clone());
         }
@@ -340,11 +360,17 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     assert_eq!(table.lines().count(), 4, "{table}");
     assert_eq!(table.matches("leader").count(), 1, "{table}");
     assert_eq!(table.matches("follower").count(), 2, "{table}");
-    let ids: BTreeSet<&str> = table.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let ids: BTreeSet<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(ids.len(), 3, "distinct ids: {table}");
-    wait_for("admin.conf to list every server", Duration::from_secs(20), || {
-        (ha.admin().servers.len() == 3).then_some(())
-    });
+    wait_for(
+        "admin.conf to list every server",
+        Duration::from_secs(20),
+        || (ha.admin().servers.len() == 3).then_some(()),
+    );
 
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -388,11 +414,18 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
             s.relay.faults.set_blocked(ha.servers[cut].listen, true);
         }
     }
-    wait_for("the log to move on without the follower", Duration::from_secs(60), || {
-        let ms = ha.members(leader)?;
-        let last = ms.iter().find(|m| m.role == MemberRole::Leader)?.last_log_index?;
-        (last > cut_index + 2 * SNAPSHOT_EVERY).then_some(())
-    });
+    wait_for(
+        "the log to move on without the follower",
+        Duration::from_secs(60),
+        || {
+            let ms = ha.members(leader)?;
+            let last = ms
+                .iter()
+                .find(|m| m.role == MemberRole::Leader)?
+                .last_log_index?;
+            (last > cut_index + 2 * SNAPSHOT_EVERY).then_some(())
+        },
+    );
     ha.servers[cut].relay.faults.set_down(false);
     for s in &ha.servers {
         s.relay.faults.set_blocked(ha.servers[cut].listen, false);
@@ -426,7 +459,13 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
 
     // Every acknowledged write is on every server, and they agree.
     let (ops, writes) = record.registers.values().fold((0, 0), |(o, w), evs| {
-        (o + evs.len(), w + evs.iter().filter(|e| matches!(e.op, Op::Write(_)) && e.ret.is_some()).count())
+        (
+            o + evs.len(),
+            w + evs
+                .iter()
+                .filter(|e| matches!(e.op, Op::Write(_)) && e.ret.is_some())
+                .count(),
+        )
     });
     assert!(
         writes > 50 && record.created.len() > 50,
@@ -436,7 +475,11 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     let states: Vec<_> = (0..3).map(|i| ha.state_of(i)).collect();
     for (i, (names, _)) in states.iter().enumerate() {
         let missing: Vec<_> = record.created.difference(names).collect();
-        assert!(missing.is_empty(), "server {} lost acknowledged creates: {missing:?}", i + 1);
+        assert!(
+            missing.is_empty(),
+            "server {} lost acknowledged creates: {missing:?}",
+            i + 1
+        );
     }
     assert_eq!(states[0], states[1]);
     assert_eq!(states[0], states[2]);
@@ -465,7 +508,12 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     }
     ha.wait_healthy(1, 3, 0);
     for i in 0..3 {
-        assert_eq!(ha.state_of(i), states[0], "server {} after a full restart", i + 1);
+        assert_eq!(
+            ha.state_of(i),
+            states[0],
+            "server {} after a full restart",
+            i + 1
+        );
     }
 
     // Removing a server: refused for one that does not exist, then done for a stopped one.
@@ -485,7 +533,10 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&ha.edgectl(&["member", "list"]));
     assert_eq!(table.lines().count(), 3, "{table}");
-    assert!(!table.contains(&ha.servers[victim].relay.addr.to_string()), "{table}");
+    assert!(
+        !table.contains(&ha.servers[victim].relay.addr.to_string()),
+        "{table}"
+    );
     let survivor = (0..3).find(|&i| i != victim).unwrap_or(0);
     assert_eq!(ha.state_of(survivor).0, states[0].0);
     eprintln!("ha test took {:?}", started.elapsed());

@@ -21,25 +21,35 @@ const NODE_B: &str = "127.0.0.3";
 const CLIENT: &str = "127.0.0.9";
 const WAIT: Duration = Duration::from_secs(120);
 
-fn manifests(relay: &str) -> String {
+/// One Deployment of the HTTP component, two pods spread over the two nodes, serving on `port`
+/// (named `http`). Pods share their node's network, so one node holds one pod per port.
+fn deployment(name: &str, track: &str, port: u16, relay: &str) -> String {
     format!(
         "apiVersion: edge.dev/v1
 kind: Deployment
-metadata: {{name: web}}
+metadata: {{name: {name}}}
 spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web, track: stable}}}}
+  replicas: 2
+  selector: {{matchLabels: {{app: web, track: {track}}}}}
   template:
-    metadata: {{labels: {{app: web, track: stable}}}}
+    metadata: {{labels: {{app: web, track: {track}}}}}
     spec:
       topologySpreadConstraints:
-      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web, track: {track}}}}}}}
       containers:
       - name: main
         image: {relay}
-        ports: [{{containerPort: 8080, name: http}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
----
+        ports: [{{containerPort: {port}, name: http}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 1}}
+"
+    )
+}
+
+/// Two Deployments (ports 8080 and 8081, so that each node holds two endpoints) behind one
+/// NodePort service whose named targetPort resolves per pod.
+fn manifests(relay: &str) -> String {
+    format!(
+        "{}---\n{}---
 apiVersion: edge.dev/v1
 kind: Service
 metadata: {{name: web}}
@@ -47,7 +57,9 @@ spec:
   type: NodePort
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: http}}]
-"
+",
+        deployment("web", "stable", 8080, relay),
+        deployment("web-blue", "blue", 8081, relay)
     )
 }
 
@@ -62,8 +74,8 @@ spec:
   containers:
   - name: main
     image: {relay}
-    ports: [{{containerPort: 8081, name: http}}]
-    readinessProbe: {{httpGet: {{path: /unready, port: 8081}}, periodSeconds: 1}}
+    ports: [{{containerPort: 8082, name: http}}]
+    readinessProbe: {{httpGet: {{path: /unready, port: 8082}}, periodSeconds: 1}}
 "
     )
 }
@@ -150,9 +162,9 @@ fn endpoint_pods(c: &Cluster, name: &str) -> (BTreeSet<String>, BTreeSet<String>
     (names("addresses"), names("notReadyAddresses"))
 }
 
-/// The web pods by node: (name, node).
+/// The pods of both Deployments: (name, node).
 fn web_pods(c: &Cluster) -> Vec<(String, String)> {
-    c.pods(Some("app=web,track=stable"))
+    c.pods(Some("app=web,track!=canary"))
         .iter()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| {
@@ -193,7 +205,7 @@ fn services_route_across_two_agents() {
     let listed = c.ok(&["get", "svc", "web"]);
     assert!(listed.contains(&format!("80:{node_port}/TCP")), "{listed}");
 
-    // Four ready pods, two per node (the spread constraint), all in the endpoints.
+    // Four ready pods, two per node (the spread constraints), all in the endpoints.
     let pods = wait_for("4 ready web endpoints", WAIT, || {
         let (ready, _) = endpoint_pods(&c, "web");
         (ready.len() == 4).then_some(ready)
@@ -369,7 +381,7 @@ fn no_request_lost_when_a_pod_goes(c: &Cluster, node_port: u16) {
     std::thread::sleep(Duration::from_millis(500));
     let victim = web_pods(c)
         .into_iter()
-        .find(|(_, node)| node == "node-a")
+        .find(|(name, node)| node == "node-a" && !name.starts_with("web-blue"))
         .map(|(name, _)| name)
         .expect("a web pod on node-a");
     c.ok(&["delete", "pod", &victim]);
@@ -385,6 +397,7 @@ fn no_request_lost_when_a_pod_goes(c: &Cluster, node_port: u16) {
     }
     let failures = failures.lock().unwrap();
     let total = done.load(Ordering::SeqCst);
+    eprintln!("{total} requests while {victim} was replaced");
     assert!(total > 20, "the load ran ({total} requests)");
     assert!(
         failures.is_empty(),

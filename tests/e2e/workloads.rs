@@ -262,6 +262,20 @@ fn a_daemon_set_covers_every_agent_and_follows_one_that_joins() {
         (c.items(&["pods", "-l", "app=beacon"]).len() == 2).then_some(())
     });
     assert_eq!(on_nodes(&c), ["node-1", "worker-1"]);
+
+    // Orphaning: the DaemonSet goes, its pods stay, no longer owned.
+    c.ok(&["delete", "daemonset", "beacon", "--cascade=orphan"]);
+    wait_for("the DaemonSet to go", ROLL, || {
+        c.json(&["daemonset", "beacon"]).is_none().then_some(())
+    });
+    let pods = c.items(&["pods", "-l", "app=beacon"]);
+    assert_eq!(pods.len(), 2, "orphaned pods stay");
+    for p in &pods {
+        let refs = p["metadata"]["ownerReferences"]
+            .as_array()
+            .map_or(0, |r| r.len());
+        assert_eq!(refs, 0, "{p}");
+    }
 }
 
 fn job(name: &str, wasm: &str, completions: u32, parallelism: u32, backoff: u32) -> String {
@@ -348,6 +362,25 @@ fn jobs_finish_within_parallelism_respect_backoff_and_a_namespace_deletes_its_co
         reasons.iter().any(|r| r == "BackoffLimitExceeded"),
         "{reasons:?}"
     );
+
+    // Foreground: the Job stays (being deleted) until its pods are gone.
+    c.ok(&[
+        "delete",
+        "job",
+        "count",
+        "-n",
+        "batch",
+        "--cascade=foreground",
+    ]);
+    wait_for("job count and its pods to go", ROLL, || {
+        let job = c.json(&["job", "count", "-n", "batch"]);
+        let pods = c.items(&["pods", "-n", "batch", "-l", "job-name=count"]);
+        assert!(
+            job.is_some() || pods.is_empty(),
+            "the Job went before its pods"
+        );
+        (job.is_none() && pods.is_empty()).then_some(())
+    });
 
     // Something still running in the namespace, then delete the namespace.
     let ticker = format!(

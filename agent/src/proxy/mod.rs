@@ -318,11 +318,12 @@ async fn source_address(target: SocketAddr) -> Option<IpAddr> {
 }
 
 /// The container with its probes aimed at `pod_ip` when they name no host: the kubelet probes
-/// the pod's address, and here that is where the node's pods listen (loopback stays the
-/// default when they listen on every address).
+/// the pod's address, and here that is where the node's pods listen (127.0.0.1, the probes'
+/// default, when they listen on every address).
 pub(crate) fn probing_pod_address(c: &edge_api::Container, pod_ip: IpAddr) -> edge_api::Container {
     let mut c = c.clone();
-    if pod_ip.is_loopback() {
+    // The probes' own default.
+    if pod_ip == IpAddr::V4(Ipv4Addr::LOCALHOST) {
         return c;
     }
     for probe in [
@@ -356,5 +357,51 @@ impl Drop for LocalRegistration {
         if local.get(&self.port).is_some_and(|(id, _)| *id == self.id) {
             local.remove(&self.port);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_api::workload::{HttpGetAction, Probe, TcpSocketAction};
+
+    #[test]
+    fn probes_without_a_host_go_to_the_pods_address() {
+        let c = edge_api::Container {
+            readiness_probe: Some(Probe {
+                http_get: Some(HttpGetAction {
+                    path: "/".into(),
+                    port: 8080,
+                    host: None,
+                }),
+                ..Default::default()
+            }),
+            liveness_probe: Some(Probe {
+                tcp_socket: Some(TcpSocketAction {
+                    port: 8080,
+                    host: Some("10.0.0.9".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let host = |c: &edge_api::Container| {
+            let r = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+            let l = c
+                .liveness_probe
+                .as_ref()
+                .and_then(|p| p.tcp_socket.as_ref());
+            (
+                r.and_then(|h| h.host.clone()),
+                l.and_then(|t| t.host.clone()),
+            )
+        };
+        let at_node = probing_pod_address(&c, "127.0.0.2".parse().unwrap());
+        assert_eq!(
+            host(&at_node),
+            (Some("127.0.0.2".into()), Some("10.0.0.9".into()))
+        );
+        let everywhere = probing_pod_address(&c, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(host(&everywhere), (None, Some("10.0.0.9".into())));
     }
 }

@@ -39,6 +39,8 @@ pub(crate) async fn serve(
     };
     let downstream = async {
         let _ = tokio::io::copy(&mut from_pod, send).await;
+        // The pod is done sending: say so now, whatever the client still sends.
+        let _ = send.finish();
     };
     tokio::join!(upstream, downstream);
     Ok(())

@@ -103,7 +103,8 @@ mod tests {
         let ne = Some(TaintEffect::NoExecute);
         let ns = Some(TaintEffect::NoSchedule);
         // (tolerations the pod has) -> (key, seconds) after admission
-        let cases: Vec<(Vec<Toleration>, Vec<(&str, Option<i64>)>)> = vec![
+        type Case = (Vec<Toleration>, Vec<(&'static str, Option<i64>)>);
+        let cases: Vec<Case> = vec![
             (
                 vec![],
                 vec![(TAINT_NOT_READY, Some(300)), (TAINT_UNREACHABLE, Some(20))],

@@ -35,9 +35,14 @@ pub fn check_address(address: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{address:?} is not host:port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(format!("{address:?} is not host:port with a port from 1 to 65535"));
+        return Err(format!(
+            "{address:?} is not host:port with a port from 1 to 65535"
+        ));
     }
-    if host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
         return Err(format!(
             "{address:?} is a wildcard address other servers cannot dial; pass --advertise with this server's reachable address"
         ));

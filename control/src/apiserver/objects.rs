@@ -281,7 +281,11 @@ impl ControlPlane {
                     Some(o) if scope.covers(&o) => o,
                     _ => return Err(ApiError::not_found(key)),
                 };
-                plan_delete(&existing, force, by_node, propagation, Utc::now())
+                let dependents = match propagation {
+                    Propagation::Background => false,
+                    _ => has_dependents(snap, &existing.meta().uid)?,
+                };
+                plan_delete(&existing, force, by_node, propagation, dependents, Utc::now())
             })
             .await?;
         match result {
@@ -333,12 +337,14 @@ fn referenced_by_node_pods(
 ///   Foreground and Orphan mark it with the `foregroundDeletion` / `orphan` finalizer for the
 ///   collector. An object that already has finalizers is marked and waits for them.
 ///
+/// With no dependents, Foreground and Orphan have nothing to wait for or keep: it goes now.
 /// `Ok(None)` when it is already being deleted.
 pub fn plan_delete(
     existing: &Object,
     force: bool,
     by_node: bool,
     propagation: Propagation,
+    has_dependents: bool,
     now: chrono::DateTime<Utc>,
 ) -> Result<Option<Command>, ApiError> {
     let key = existing.key();
@@ -366,7 +372,7 @@ pub fn plan_delete(
         return Ok(None);
     }
     let finalizer = match propagation {
-        _ if matches!(key.kind, Kind::Pod | Kind::Namespace) => None,
+        _ if matches!(key.kind, Kind::Pod | Kind::Namespace) || !has_dependents => None,
         Propagation::Background => None,
         Propagation::Foreground => Some(crate::controllers::FOREGROUND),
         Propagation::Orphan => Some(crate::controllers::ORPHAN),
@@ -391,6 +397,21 @@ pub fn plan_delete(
         object: marked,
         precondition,
     }))
+}
+
+/// Whether any object names `uid` among its owners (a full scan: only Foreground and Orphan
+/// deletes ask).
+fn has_dependents(snap: &Snapshot, uid: &str) -> Result<bool, ApiError> {
+    for kind in Kind::ALL {
+        let objects = snap.list(kind, None).map_err(internal)?;
+        if objects
+            .iter()
+            .any(|o| o.meta().owner_references.iter().any(|r| r.uid == uid))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {

@@ -61,6 +61,8 @@ pub async fn relay(
     };
     let downstream = async {
         let _ = tokio::io::copy(&mut from_agent, send).await;
+        // Each direction ends on its own (the pod may close while the client still sends).
+        let _ = send.finish();
     };
     tokio::join!(upstream, downstream);
     Ok(())

@@ -147,7 +147,8 @@ mod tests {
             tol(UNREACHABLE, ne, Some(300)),
         ];
         // (tolerations, taints, now) -> verdict
-        let cases: Vec<(Vec<Toleration>, Vec<Taint>, DateTime<Utc>, Eviction)> = vec![
+        type Case = (Vec<Toleration>, Vec<Taint>, DateTime<Utc>, Eviction);
+        let cases: Vec<Case> = vec![
             (vec![], vec![], t0, Eviction::Never),
             // NoSchedule alone never evicts.
             (

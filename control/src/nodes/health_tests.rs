@@ -45,7 +45,8 @@ fn taint_keys(n: &Node) -> Vec<(String, TaintEffect)> {
 #[test]
 fn ready_condition_table() {
     // (current Ready status, heard secs ago, leader for secs) -> new status (None: no write)
-    let cases: &[(Option<&str>, Option<u64>, u64, Option<&str>)] = &[
+    type Case = (Option<&'static str>, Option<u64>, u64, Option<&'static str>);
+    let cases: &[Case] = &[
         (Some("True"), Some(5), 1000, None),
         (Some("True"), Some(41), 1000, Some("Unknown")),
         (Some("True"), None, 1000, Some("Unknown")),

@@ -33,6 +33,8 @@ pub enum PeerCall {
     },
     /// The blob's bytes, if this member has them.
     GetBlob { digest: String },
+    /// `node`'s agent was heard from by the calling server (leader only).
+    Heartbeat { node: String },
 }
 
 impl PeerCall {
@@ -58,10 +60,13 @@ impl PeerCall {
             PeerCall::Status => "status",
             PeerCall::PutBlob { .. } => "put blob",
             PeerCall::GetBlob { .. } => "get blob",
+            PeerCall::Heartbeat { .. } => "heartbeat",
         }
     }
 }
 
+// A reply is built once and sent at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug)]
 pub enum PeerReply {
     Written(CommandResult),
@@ -140,6 +145,14 @@ pub(crate) async fn handle(node: &RaftNode, call: PeerCall) -> Result<PeerReply,
             PeerReply::Done
         }
         PeerCall::Status => PeerReply::Status(node.own_status()),
+        PeerCall::Heartbeat { node: name } => {
+            node.ensure_leader()?;
+            node.liveness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, std::time::Instant::now());
+            PeerReply::Done
+        }
         PeerCall::PutBlob { digest, data } => {
             node.blobs
                 .write(digest, data)

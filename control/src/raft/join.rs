@@ -18,7 +18,9 @@ pub enum JoinError {
     Token(String),
     #[error("joining through {address}: {source}")]
     Wire { address: String, source: WireError },
-    #[error("the server at {0} answered the join with something else; are both edged the same version?")]
+    #[error(
+        "the server at {0} answered the join with something else; are both edged the same version?"
+    )]
     Protocol(String),
 }
 
@@ -28,8 +30,8 @@ pub async fn request_join(
     token: &JoinToken,
     advertise: &str,
 ) -> Result<ServerJoin, JoinError> {
-    let tls = edge_api::tls::join_client_config(token)
-        .map_err(|e| JoinError::Token(e.to_string()))?;
+    let tls =
+        edge_api::tls::join_client_config(token).map_err(|e| JoinError::Token(e.to_string()))?;
     let request = Request::JoinServer {
         secret: token.secret.clone(),
         address: advertise.to_string(),

@@ -39,7 +39,7 @@ pub fn next_node_id(ids: impl IntoIterator<Item = NodeId>, last_log_index: u64) 
 }
 
 impl RaftNode {
-    fn ensure_leader(&self) -> Result<(), CallError> {
+    pub(crate) fn ensure_leader(&self) -> Result<(), CallError> {
         if self.is_leader() {
             return Ok(());
         }
@@ -50,7 +50,10 @@ impl RaftNode {
 
     /// Adds a server at `address` as a learner (through the leader) and returns its node id.
     pub async fn add_server(&self, address: String) -> Result<NodeId, ProposeError> {
-        match self.on_leader(PeerCall::AddLearner { address }, false).await? {
+        match self
+            .on_leader(PeerCall::AddLearner { address }, false)
+            .await?
+        {
             PeerReply::Added(id) => Ok(id),
             other => Err(super::unexpected(other)),
         }
@@ -58,12 +61,16 @@ impl RaftNode {
 
     /// Makes learner `id` a voter (through the leader), once it has caught up.
     pub async fn promote(&self, id: NodeId) -> Result<(), ProposeError> {
-        self.on_leader(PeerCall::Promote { id }, true).await.map(drop)
+        self.on_leader(PeerCall::Promote { id }, true)
+            .await
+            .map(drop)
     }
 
     /// Removes server `id` from the group (through the leader).
     pub async fn remove_member(&self, id: NodeId) -> Result<(), ProposeError> {
-        self.on_leader(PeerCall::Remove { id }, true).await.map(drop)
+        self.on_leader(PeerCall::Remove { id }, true)
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn add_learner_here(&self, address: String) -> Result<NodeId, CallError> {
@@ -106,7 +113,10 @@ impl RaftNode {
         if membership.voter_ids().any(|v| v == id) {
             return Ok(());
         }
-        let target = metrics.last_log_index.unwrap_or(0).saturating_sub(PROMOTE_LAG);
+        let target = metrics
+            .last_log_index
+            .unwrap_or(0)
+            .saturating_sub(PROMOTE_LAG);
         self.raft
             .wait(Some(CATCH_UP))
             .metrics(
@@ -258,9 +268,7 @@ impl RaftNode {
     pub fn in_membership(&self) -> Option<bool> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
-        if membership.nodes().next().is_none() {
-            return None;
-        }
+        membership.nodes().next()?;
         Some(membership.get_node(&self.node_id).is_some())
     }
 }
@@ -391,7 +399,10 @@ mod tests {
         assert!(!majority_of_all(&[c(&[1, 2, 3])], &c(&[1])));
         assert!(majority_of_all(&[c(&[1])], &c(&[1])));
         // Joint: {1,2,3} and {3,4,5} both need a majority.
-        assert!(!majority_of_all(&[c(&[1, 2, 3]), c(&[3, 4, 5])], &c(&[1, 2, 3])));
+        assert!(!majority_of_all(
+            &[c(&[1, 2, 3]), c(&[3, 4, 5])],
+            &c(&[1, 2, 3])
+        ));
         assert!(majority_of_all(
             &[c(&[1, 2, 3]), c(&[3, 4, 5])],
             &c(&[1, 3, 4])

@@ -104,6 +104,9 @@ pub struct RaftNode {
     pub blobs: BlobStore,
     network: QuicNetwork,
     reads: Arc<ReadBatcher>,
+    /// When each node's agent was last heard from: by this server, and (on the leader) by the
+    /// others, which relay heartbeats here. In memory only.
+    pub liveness: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Serializes membership changes made through this leader (node ids must not collide).
     membership_lock: tokio::sync::Mutex<()>,
     /// Held by every storage handle given to openraft; see `shutdown`.
@@ -168,6 +171,7 @@ impl RaftNode {
             blobs,
             network,
             reads: Arc::default(),
+            liveness: Arc::default(),
             membership_lock: tokio::sync::Mutex::new(()),
             lease,
         })
@@ -298,6 +302,16 @@ impl RaftNode {
                 openraft::metrics::WaitError::ShuttingDown => ProposeError::Fatal(Fatal::Stopped),
             })?;
         metrics.current_leader.ok_or(ProposeError::Timeout(timeout))
+    }
+
+    /// Tells the leader, in the background, that `node`'s agent was just heard from here.
+    pub fn relay_heartbeat(self: &Arc<Self>, node: &str) {
+        let (me, node) = (self.clone(), node.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = me.on_leader(PeerCall::Heartbeat { node }, true).await {
+                tracing::debug!(error = %e, "could not relay a heartbeat to the leader");
+            }
+        });
     }
 
     /// Stores an uploaded blob here and on the other members, returning once a majority of

@@ -28,6 +28,8 @@ use tracing::debug;
 const SOFT_FRAME_BYTES: usize = 8 << 20;
 
 /// One raft request, as sent on a fresh stream.
+// Encoded once and dropped: boxing the large variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 pub enum RaftRpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
@@ -74,6 +76,7 @@ impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
 }
 
 /// The answer to a `RaftRpc`, carrying the remote raft's own error if it refused.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 pub enum RaftRpcReply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
@@ -158,8 +161,20 @@ pub struct QuicNetwork {
     peers: Arc<Mutex<HashMap<NodeId, PeerSlot>>>,
 }
 
+/// A peer that stops answering is given up after this long, so the next call dials afresh:
+/// a restarted server comes back at the same address, but the old connection's packets are
+/// silently dropped there. Keep-alives every `PEER_KEEPALIVE` keep a healthy idle link open.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+const PEER_KEEPALIVE: Duration = Duration::from_millis(500);
+
 impl QuicNetwork {
-    pub fn new(endpoint: quinn::Endpoint, client_config: quinn::ClientConfig) -> QuicNetwork {
+    pub fn new(endpoint: quinn::Endpoint, mut client_config: quinn::ClientConfig) -> QuicNetwork {
+        let mut transport = edge_api::tls::transport_config();
+        transport.keep_alive_interval(Some(PEER_KEEPALIVE));
+        if let Ok(idle) = quinn::IdleTimeout::try_from(PEER_IDLE_TIMEOUT) {
+            transport.max_idle_timeout(Some(idle));
+        }
+        client_config.transport_config(Arc::new(transport));
         QuicNetwork {
             endpoint,
             client_config,
@@ -210,9 +225,7 @@ impl QuicNetwork {
             ))),
             Ok(Err(e)) => Err(CallFailure::Lost(e.to_string())),
             Ok(Ok(RaftRpcReply::Call(r))) => Ok(r),
-            Ok(Ok(other)) => Err(CallFailure::Lost(
-                peer.mismatch("Call", &other).to_string(),
-            )),
+            Ok(Ok(other)) => Err(CallFailure::Lost(peer.mismatch("Call", &other).to_string())),
         }
     }
 }

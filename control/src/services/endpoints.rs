@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Action {
     /// Create (`revision` None) or replace the Endpoints object.
     Put {
-        endpoints: Endpoints,
+        endpoints: Box<Endpoints>,
         revision: Option<u64>,
     },
     /// Remove Endpoints whose Service is gone.
@@ -204,13 +204,13 @@ pub fn reconcile(
                     desired.metadata.annotations = om.annotations.clone();
                     desired.metadata.generation = om.generation;
                     actions.push(Action::Put {
-                        endpoints: desired,
+                        endpoints: Box::new(desired),
                         revision: Some(om.resource_version),
                     });
                 }
             }
             None => actions.push(Action::Put {
-                endpoints: desired,
+                endpoints: Box::new(desired),
                 revision: None,
             }),
         }

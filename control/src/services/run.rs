@@ -133,7 +133,7 @@ fn command(action: Action) -> (Command, String) {
                 }
             };
             let cmd = Command::Put {
-                object: Object::Endpoints(endpoints),
+                object: Object::Endpoints(*endpoints),
                 precondition,
             };
             (cmd, what)

@@ -222,7 +222,7 @@ fn stored(svc: &Service, pods: &[Pod], nodes: &[Node], rv: u64) -> Endpoints {
     };
     endpoints.metadata.resource_version = rv;
     endpoints.metadata.uid = "uid-ep".into();
-    endpoints
+    *endpoints
 }
 
 #[test]

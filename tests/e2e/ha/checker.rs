@@ -175,7 +175,11 @@ mod tests {
             r(4, 5, Some("a"))
         ]));
         // The read overlaps the write: either value is fine.
-        assert!(linearizable(&[w(0, 10, "a"), r(1, 2, None), r(3, 4, Some("a"))]));
+        assert!(linearizable(&[
+            w(0, 10, "a"),
+            r(1, 2, None),
+            r(3, 4, Some("a"))
+        ]));
     }
 
     #[test]

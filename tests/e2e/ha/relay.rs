@@ -91,7 +91,12 @@ async fn forward(front: Arc<UdpSocket>, target: SocketAddr, faults: Arc<Faults>)
 }
 
 /// The server's answers to one client.
-async fn backward(up: Arc<UdpSocket>, front: Arc<UdpSocket>, client: SocketAddr, faults: Arc<Faults>) {
+async fn backward(
+    up: Arc<UdpSocket>,
+    front: Arc<UdpSocket>,
+    client: SocketAddr,
+    faults: Arc<Faults>,
+) {
     let mut buf = vec![0u8; 65536];
     while let Ok((n, _)) = up.recv_from(&mut buf).await {
         if faults.passes(&client) {

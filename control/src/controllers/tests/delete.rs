@@ -29,7 +29,7 @@ fn removes(cmd: &Option<Command>) -> bool {
 #[test]
 fn propagation_decides_between_now_and_finalizers() {
     let d = Object::Deployment(deployment("web", 1, 'a'));
-    let plan = |p| plan_delete(&d, false, false, p, t0()).expect("plan");
+    let plan = |p| plan_delete(&d, false, false, p, true, t0()).expect("plan");
     assert!(removes(&plan(Propagation::Background)));
     for (p, f) in [
         (Propagation::Foreground, FOREGROUND),
@@ -39,18 +39,26 @@ fn propagation_decides_between_now_and_finalizers() {
         assert_eq!(o.meta().finalizers, [f]);
         assert_eq!(o.meta().deletion_timestamp, Some(t0()));
     }
+    // Nothing depends on it: nothing to wait for or to keep, so it goes now.
+    for p in [Propagation::Foreground, Propagation::Orphan] {
+        assert!(removes(
+            &plan_delete(&d, false, false, p, false, t0()).expect("plan")
+        ));
+    }
     // Already going: nothing more to write.
     let mut going = d.clone();
     going.meta_mut().deletion_timestamp = Some(t0());
     assert!(
-        plan_delete(&going, false, false, Propagation::Background, t0())
+        plan_delete(&going, false, false, Propagation::Background, true, t0())
             .expect("plan")
             .is_none()
     );
     // Foreign finalizers hold even a background delete.
     let mut held = d.clone();
     held.meta_mut().finalizers.push("example.com/x".into());
-    let o = marked(plan_delete(&held, false, false, Propagation::Background, t0()).expect("plan"));
+    let o = marked(
+        plan_delete(&held, false, false, Propagation::Background, false, t0()).expect("plan"),
+    );
     assert_eq!(o.meta().finalizers, ["example.com/x"]);
 }
 
@@ -72,24 +80,25 @@ fn pods_stop_on_their_node_first_and_namespaces_terminate() {
         PodPhase::Pending,
     ));
     let bg = Propagation::Background;
-    let o =
-        marked(plan_delete(&running, false, false, Propagation::Foreground, t0()).expect("plan"));
+    let o = marked(
+        plan_delete(&running, false, false, Propagation::Foreground, false, t0()).expect("plan"),
+    );
     assert!(o.meta().finalizers.is_empty(), "pods get no finalizers");
     assert!(removes(
-        &plan_delete(&running, true, false, bg, t0()).expect("force")
+        &plan_delete(&running, true, false, bg, false, t0()).expect("force")
     ));
     assert!(removes(
-        &plan_delete(&pending, false, false, bg, t0()).expect("unbound")
+        &plan_delete(&pending, false, false, bg, false, t0()).expect("unbound")
     ));
-    let e = plan_delete(&running, false, true, bg, t0()).expect_err("node");
+    let e = plan_delete(&running, false, true, bg, false, t0()).expect_err("node");
     assert_eq!(e.code, ErrorCode::Forbidden);
     let mut stopping = running.clone();
     stopping.meta_mut().deletion_timestamp = Some(t0());
     assert!(removes(
-        &plan_delete(&stopping, false, true, bg, t0()).expect("node removes")
+        &plan_delete(&stopping, false, true, bg, false, t0()).expect("node removes")
     ));
 
-    let ns = marked(plan_delete(&namespace("team"), false, false, bg, t0()).expect("ns"));
+    let ns = marked(plan_delete(&namespace("team"), false, false, bg, false, t0()).expect("ns"));
     match ns {
         Object::Namespace(n) => {
             assert_eq!(n.status.phase, "Terminating");
