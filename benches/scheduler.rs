@@ -342,6 +342,10 @@ fn main() {
         env_usize("PODS", 3000),
         env_usize("PACED_PODS", 300),
     );
+    // RUST_LOG=edge_control=debug shows the scheduler's refused binds and the like.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

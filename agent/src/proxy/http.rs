@@ -104,7 +104,7 @@ async fn handle(
             Err(Failed::NotSent(req, why)) => {
                 debug!(route = %key, backend = %backend.addr, pod = %backend.pod, %why, "request not sent; trying the next endpoint");
                 last_error = why;
-                pending = Pending::Boxed(req);
+                pending = Pending::Boxed(*req);
             }
             Err(Failed::Sent(why)) => {
                 debug!(route = %key, backend = %backend.addr, pod = %backend.pod, %why, "backend failed mid-request");
@@ -176,7 +176,7 @@ impl Replay {
 }
 
 enum Failed {
-    NotSent(Request<ReqBody>, String),
+    NotSent(Box<Request<ReqBody>>, String),
     Sent(String),
 }
 
@@ -194,7 +194,7 @@ async fn send(
             }
             Err(why) => {
                 proxy.note_failure(addr);
-                return Err(Failed::NotSent(req, why));
+                return Err(Failed::NotSent(Box::new(req), why));
             }
         },
     };
@@ -210,7 +210,7 @@ async fn send(
             Ok(resp)
         }
         Err(mut e) => match e.take_message() {
-            Some(req) => Err(Failed::NotSent(req, e.into_error().to_string())),
+            Some(req) => Err(Failed::NotSent(Box::new(req), e.into_error().to_string())),
             None => Err(Failed::Sent(e.into_error().to_string())),
         },
     }

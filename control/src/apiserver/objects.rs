@@ -285,7 +285,14 @@ impl ControlPlane {
                     Propagation::Background => false,
                     _ => has_dependents(snap, &existing.meta().uid)?,
                 };
-                plan_delete(&existing, force, by_node, propagation, dependents, Utc::now())
+                plan_delete(
+                    &existing,
+                    force,
+                    by_node,
+                    propagation,
+                    dependents,
+                    Utc::now(),
+                )
             })
             .await?;
         match result {
