@@ -357,10 +357,9 @@ fn scale_and_rollout_drive_a_deployment() {
         .skip(2)
         .map(|l| l.splitn(2, "   ").map(str::trim).collect())
         .collect();
-    // Revision 1's cause is on its ReplicaSet only if the controller copied it there; the
-    // current revision's is the Deployment's.
+    // Each revision's cause is copied onto its ReplicaSet when the controller creates it.
     assert_eq!(rows.len(), 2, "{history}");
-    assert_eq!(rows[0][0], "1", "{history}");
+    assert_eq!(rows[0], ["1", "to v1"], "{history}");
     assert_eq!(rows[1], ["2", "to v2"], "{history}");
 
     assert_eq!(

@@ -146,6 +146,9 @@ fn view(rs: &ReplicaSet, world: &World, min_ready: i32, now: DateTime<Utc>) -> (
 }
 
 /// The ReplicaSet for the Deployment's current template.
+/// The annotation `kubectl rollout history` shows as CHANGE-CAUSE.
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+
 fn new_replica_set(d: &Deployment, hash: &str, replicas: i32, revision: i64) -> ReplicaSet {
     let mut rs = ReplicaSet {
         api_version: edge_api::API_VERSION.into(),
@@ -163,6 +166,12 @@ fn new_replica_set(d: &Deployment, hash: &str, replicas: i32, revision: i64) -> 
     rs.metadata
         .annotations
         .insert(REVISION.into(), revision.to_string());
+    // `rollout history` reads each revision's cause from its ReplicaSet, as in Kubernetes.
+    if let Some(cause) = d.metadata.annotations.get(CHANGE_CAUSE) {
+        rs.metadata
+            .annotations
+            .insert(CHANGE_CAUSE.into(), cause.clone());
+    }
     rs.metadata.owner_references = vec![owner_ref(Kind::Deployment, &d.metadata)];
     rs.spec.selector = d.spec.selector.clone();
     rs.spec

@@ -247,6 +247,10 @@ async fn server(
         "  add a node:     edged agent --server <this-host>:{} --token <join token>",
         server.local_addr.port()
     );
+    println!(
+        "  add a server:   edged server --join <this-host>:{} --token <join token> --advertise <that-host>:<port>",
+        server.local_addr.port()
+    );
     println!("  try:            edgectl get nodes");
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -1,0 +1,331 @@
+//! Benchmark: what one proxy hop adds. The same backend (an echo server and a sink in this
+//! process) is reached directly on loopback, through HAProxy in TCP mode (the Debian package),
+//! and through edge's agent proxy (the real all-in-one `edged`, a selector-less NodePort Service
+//! with hand-written Endpoints pointing at the backend), all in one run on the same machine.
+//!
+//! Figures: round-trip time of a 64-byte message on an open connection (p50, p99), a whole
+//! short connection (connect, 64 bytes there and back, close; p50, p99), and bulk throughput
+//! (`BULK_MIB` MiB sent to the sink). Added latency is the proxy's figure minus direct.
+//!
+//! `cargo bench --bench proxy` (env `ROUNDS` default 20000, `CONNS` 2000, `BULK_MIB` 2048;
+//! needs `haproxy` on PATH: `apt-get install -y haproxy`). Prints Markdown tables.
+
+#[path = "../tests/e2e/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+#[allow(dead_code)] // each benchmark uses part of it
+mod common;
+
+use common::percentile;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const MESSAGE: usize = 64;
+const CHUNK: usize = 256 << 10;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Echo server: every connection gets back what it sends.
+fn echo_backend() -> SocketAddr {
+    serve(|mut s| {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Sink: reads to the end, then answers with the byte count (8 bytes, big-endian).
+fn sink_backend() -> SocketAddr {
+    serve(|mut s| {
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(_) => return,
+            }
+        }
+        let _ = s.write_all(&total.to_be_bytes());
+    })
+}
+
+fn serve(handle: fn(TcpStream)) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || handle(s));
+        }
+    });
+    addr
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+fn ping(s: &mut TcpStream, msg: &[u8], back: &mut [u8]) -> std::io::Result<()> {
+    s.write_all(msg)?;
+    s.read_exact(back)
+}
+
+/// Results for one way of reaching the backend.
+struct Figures {
+    rtt: Vec<Duration>,
+    conn: Vec<Duration>,
+    mib_per_s: f64,
+}
+
+fn measure(
+    echo: SocketAddr,
+    sink: SocketAddr,
+    rounds: usize,
+    conns: usize,
+    bulk_mib: usize,
+) -> Figures {
+    let msg = [7u8; MESSAGE];
+    let mut back = [0u8; MESSAGE];
+    let mut s = connect(echo);
+    for _ in 0..1000 {
+        ping(&mut s, &msg, &mut back).expect("warm-up");
+    }
+    let mut rtt = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        ping(&mut s, &msg, &mut back).expect("ping");
+        rtt.push(t.elapsed());
+    }
+    drop(s);
+    let mut conn = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let t = Instant::now();
+        let mut s = connect(echo);
+        ping(&mut s, &msg, &mut back).expect("ping on a new connection");
+        drop(s);
+        conn.push(t.elapsed());
+    }
+    let chunk = vec![1u8; CHUNK];
+    let total = (bulk_mib as u64) << 20;
+    let t = Instant::now();
+    let mut s = connect(sink);
+    let mut sent = 0u64;
+    while sent < total {
+        s.write_all(&chunk).expect("bulk write");
+        sent += CHUNK as u64;
+    }
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count).expect("sink count");
+    let took = t.elapsed();
+    assert_eq!(u64::from_be_bytes(count), sent, "every byte arrived");
+    rtt.sort();
+    conn.sort();
+    Figures {
+        rtt,
+        conn,
+        mib_per_s: sent as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_echo(addr: SocketAddr, what: &str) {
+    wait_for(what, Duration::from_secs(60), || {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut back = [0u8; 4];
+        ping(&mut s, b"ping", &mut back).ok()?;
+        (&back == b"ping").then_some(())
+    });
+}
+
+struct Haproxy {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HAProxy in TCP mode in front of both backends: (its process, echo front, sink front).
+fn haproxy(
+    echo: SocketAddr,
+    sink: SocketAddr,
+) -> Option<(Haproxy, SocketAddr, SocketAddr, String)> {
+    let version = Command::new("haproxy").arg("-v").output().ok()?;
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()?
+        .to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pe, ps) = (free_port(), free_port());
+    let cfg = format!(
+        "global\n  maxconn 10000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend echo\n  bind 127.0.0.1:{pe}\n  default_backend echo\nbackend echo\n  server s1 {echo}\n\
+         frontend sink\n  bind 127.0.0.1:{ps}\n  default_backend sink\nbackend sink\n  server s1 {sink}\n"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).expect("haproxy config");
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let front = |p| SocketAddr::from(([127, 0, 0, 1], p));
+    let h = Haproxy { child, _dir: dir };
+    wait_echo(front(pe), "haproxy to forward");
+    Some((h, front(pe), front(ps), version))
+}
+
+/// A NodePort Service without a selector and its Endpoints written by hand: the backend is
+/// not a pod, so the agent's proxy reaches it like an endpoint on another node.
+fn edge_service(c: &Cluster, name: &str, port_name: &str, backend: SocketAddr) -> SocketAddr {
+    let text = format!(
+        "apiVersion: edge.dev/v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{type: NodePort, ports: [{{name: '{port_name}', port: 9000}}]}}
+---
+apiVersion: edge.dev/v1
+kind: Endpoints
+metadata: {{name: {name}}}
+subsets: [{{addresses: [{{ip: '{}'}}], ports: [{{name: '{port_name}', port: {}}}]}}]
+",
+        backend.ip(),
+        backend.port()
+    );
+    let file = write_manifest(c.home.path(), &format!("{name}.yaml"), &text);
+    c.ok(&["apply", "-f", &file]);
+    let out = c.ok(&["get", "svc", name, "-o", "json"]);
+    let svc: serde_json::Value = serde_json::from_str(&out).expect("service json");
+    let port = svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("node port") as u16;
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn added(p: &Figures, direct: &Figures, q: f64, pick: fn(&Figures) -> &Vec<Duration>) -> Duration {
+    percentile(pick(p), q).saturating_sub(percentile(pick(direct), q))
+}
+
+fn main() {
+    let rounds = env("ROUNDS", 20_000);
+    let conns = env("CONNS", 2_000);
+    let bulk = env("BULK_MIB", 2048);
+    let (echo, sink) = (echo_backend(), sink_backend());
+
+    let direct = measure(echo, sink, rounds, conns, bulk);
+    let ha = haproxy(echo, sink).map(|(h, e, s, version)| {
+        let f = measure(e, s, rounds, conns, bulk);
+        drop(h);
+        (f, version)
+    });
+
+    let c = Cluster::start(&[]);
+    c.wait_node_ready("node-1");
+    // `tcp` names an opaque port (no protocol detection), like HAProxy's TCP mode.
+    let (edge_echo, edge_sink) = (
+        edge_service(&c, "bench-echo", "tcp", echo),
+        edge_service(&c, "bench-sink", "tcp", sink),
+    );
+    wait_echo(edge_echo, "the edge proxy to forward");
+    let edge = measure(edge_echo, edge_sink, rounds, conns, bulk);
+    // The default: the first bytes are sniffed for HTTP before the stream is spliced.
+    let detect_echo = edge_service(&c, "bench-detect", "", echo);
+    wait_echo(detect_echo, "the edge proxy (detecting) to forward");
+    let detect = measure(detect_echo, edge_sink, rounds, conns, 256);
+
+    println!("\n### One proxy hop on loopback ({rounds} round trips, {conns} connections, {bulk} MiB bulk)\n");
+    if let Some((_, v)) = &ha {
+        println!("HAProxy: {v}\n");
+    }
+    println!("| path | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk MiB/s |");
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, f: &Figures| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.0} |",
+            us(percentile(&f.rtt, 0.5)),
+            us(percentile(&f.rtt, 0.99)),
+            us(percentile(&f.conn, 0.5)),
+            us(percentile(&f.conn, 0.99)),
+            f.mib_per_s
+        )
+    };
+    row("direct", &direct);
+    if let Some((f, _)) = &ha {
+        row("HAProxy (TCP mode)", f);
+    }
+    row("edge proxy (tcp port)", &edge);
+    row("edge proxy (detecting, 256 MiB bulk)", &detect);
+
+    println!("\n| added by one hop | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk / direct |");
+    println!("|---|---|---|---|---|---|");
+    let added_row = |name: &str, f: &Figures| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.2} |",
+            us(added(f, &direct, 0.5, |f| &f.rtt)),
+            us(added(f, &direct, 0.99, |f| &f.rtt)),
+            us(added(f, &direct, 0.5, |f| &f.conn)),
+            us(added(f, &direct, 0.99, |f| &f.conn)),
+            f.mib_per_s / direct.mib_per_s
+        )
+    };
+    if let Some((f, _)) = &ha {
+        added_row("HAProxy", f);
+    }
+    added_row("edge", &edge);
+    added_row("edge (detecting)", &detect);
+    if let Some((h, _)) = &ha {
+        let ratio = |q: f64, pick: fn(&Figures) -> &Vec<Duration>| {
+            let (e, hh) = (added(&edge, &direct, q, pick), added(h, &direct, q, pick));
+            format!("{:.2}", e.as_secs_f64() / hh.as_secs_f64().max(1e-9))
+        };
+        println!(
+            "\nedge / HAProxy: added RTT p50 {}, p99 {}; added connection p50 {}, p99 {}; bulk {:.2}",
+            ratio(0.5, |f| &f.rtt),
+            ratio(0.99, |f| &f.rtt),
+            ratio(0.5, |f| &f.conn),
+            ratio(0.99, |f| &f.conn),
+            edge.mib_per_s / h.mib_per_s
+        );
+    } else {
+        println!("\nHAProxy is not installed (apt-get install -y haproxy): no peer figures");
+    }
+}
