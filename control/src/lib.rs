@@ -6,6 +6,7 @@ pub mod controllers;
 pub mod events;
 pub mod nodes;
 pub mod pki;
+pub mod pod_events;
 pub mod raft;
 pub mod scheduler;
 pub mod server;

@@ -233,6 +233,15 @@ fn a_crashing_pod_backs_off_ten_then_twenty_seconds() {
     assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
     assert!(c.ok(&["get", "pods"]).contains("CrashLoopBackOff"));
+    // The agent's reports become Events, counted rather than repeated, as kubelet's are.
+    let described = c.ok(&["describe", "pod", "crash"]);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("Back-off restarting failed component crash"),
+        "{described}"
+    );
+    assert!(events.contains("exited with code 3"), "{described}");
+    assert!(events.contains("(x"), "repeats are counted:\n{described}");
 }
 
 #[test]
@@ -262,6 +271,11 @@ fn liveness_restarts_and_readiness_gates_ready() {
         (cs["restartCount"].as_u64().unwrap_or(0) >= 1).then_some(cs)
     });
     assert!(cs.to_string().contains("Liveness probe failed"), "{cs}");
+    let described = c.ok(&["describe", "pod", "live"]);
+    assert!(
+        described.contains("Unhealthy") && described.contains("Liveness probe failed"),
+        "{described}"
+    );
     c.wait_phase("ready", "Running");
     std::thread::sleep(Duration::from_secs(4));
     let p = c.pod_json("ready").expect("ready pod");

@@ -228,6 +228,7 @@ impl ControlPlane {
     /// Replaces the status of a stored object, keeping its spec and metadata.
     pub async fn update_status(&self, scope: &Scope, incoming: Object) -> Result<Object, ApiError> {
         let key = incoming.key();
+        let mut before = None;
         let result = self
             .write_with_retry(|snap| {
                 let existing = snap
@@ -241,6 +242,7 @@ impl ControlPlane {
                     ));
                 }
                 super::admission::same_incarnation(&existing, &incoming)?;
+                before = Some(existing.clone());
                 let mut object = existing.clone();
                 object.take_status_from(&incoming);
                 if object == existing {
@@ -254,8 +256,25 @@ impl ControlPlane {
             })
             .await?;
         match result {
-            CommandResult::Stored(o) => Ok(o),
+            CommandResult::Stored(o) => {
+                if let (Some(Object::Pod(old)), Object::Pod(new)) = (&before, &o) {
+                    self.record_pod_events(old, new).await;
+                }
+                Ok(o)
+            }
             _ => self.get(scope, &key).await,
+        }
+    }
+
+    /// Events the agent's report implies (Started, BackOff, Unhealthy, ...), as kubelet's.
+    async fn record_pod_events(&self, old: &edge_api::Pod, new: &edge_api::Pod) {
+        let about = crate::controllers::object_ref(Kind::Pod, &new.metadata);
+        for (type_, reason, message) in crate::pod_events::from_status_change(old, new) {
+            let note = crate::controllers::EventNote {
+                type_,
+                ..crate::controllers::EventNote::normal(&about, "agent", reason, &message)
+            };
+            crate::events::emit(self, &note).await;
         }
     }
 
