@@ -190,22 +190,28 @@ fn haproxy(
     let dir = tempfile::tempdir().expect("tempdir");
     let (pe, ps) = (free_port(), free_port());
     let cfg = format!(
-        "global\n  maxconn 10000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+        "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend echo\n  bind 127.0.0.1:{pe}\n  default_backend echo\nbackend echo\n  server s1 {echo}\n\
          frontend sink\n  bind 127.0.0.1:{ps}\n  default_backend sink\nbackend sink\n  server s1 {sink}\n"
     );
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).expect("haproxy config");
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("log");
     let child = Command::new("haproxy")
         .arg("-db")
         .arg("-f")
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .ok()?;
     let front = |p| SocketAddr::from(([127, 0, 0, 1], p));
-    let h = Haproxy { child, _dir: dir };
+    let mut h = Haproxy { child, _dir: dir };
+    std::thread::sleep(Duration::from_millis(300));
+    if let Ok(Some(status)) = h.child.try_wait() {
+        let log = std::fs::read_to_string(h._dir.path().join("haproxy.log")).unwrap_or_default();
+        panic!("haproxy exited ({status}):\n{log}");
+    }
     wait_echo(front(pe), "haproxy to forward");
     Some((h, front(pe), front(ps), version))
 }

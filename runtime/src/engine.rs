@@ -147,7 +147,7 @@ fn pooling_config() -> PoolingAllocationConfig {
     // Without the dirty-page scan, keeping memory resident means resetting its first bytes
     // with memset whether the guest touched them or not (a Rust guest's stack and heap start
     // around 1 MiB in): no cheaper than madvise, so freed memory goes back to the kernel.
-    let keep = if false && PoolingAllocationConfig::is_pagemap_scan_available() {
+    let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
         pool.pagemap_scan(Enabled::Yes);
         KEEP_RESIDENT_BYTES
     } else {

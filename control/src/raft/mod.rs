@@ -114,13 +114,16 @@ pub struct RaftNode {
 }
 
 /// Timings suit a LAN or a decent WAN link: heartbeats are cheap (not raft writes), elections
-/// only after a second of silence.
+/// only after a second of silence. openraft's followers refuse votes while the leader lease
+/// (the maximum election timeout) lasts, so the first candidate after a leader dies is
+/// usually refused and the second wins: a failover takes about two election timeouts, which
+/// is why the range is kept narrow.
 fn config(tuning: &RaftTuning) -> Result<Config, Box<openraft::ConfigError>> {
     Config {
         cluster_name: "edge".into(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        election_timeout_max: 1400,
         // Each chunk must arrive within the timeout; smaller chunks tolerate slower links.
         snapshot_max_chunk_size: 1 << 20,
         install_snapshot_timeout: 5000,

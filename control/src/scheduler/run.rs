@@ -184,7 +184,8 @@ impl Scheduler {
     /// Decides pending pods and proposes their binds (and queued writes) as one raft entry.
     /// Returns whether anything was sent.
     fn send_batch(&mut self, revision: u64) -> bool {
-        let deadline = Instant::now() + BATCH_TIME;
+        let began = Instant::now();
+        let deadline = began + BATCH_TIME;
         let mut binds = Vec::new();
         while binds.len() < MAX_BATCH && Instant::now() < deadline {
             let Some(pod) = self.cache.pop(revision) else {
@@ -220,6 +221,7 @@ impl Scheduler {
                 snapshot_revision: revision,
             })
             .collect();
+        debug!(binds = binds.len(), writes = self.writes.len(), revision, deciding = ?began.elapsed(), "proposing a batch");
         // After the binds: a note that conflicts with a bind in the same entry loses.
         commands.append(&mut self.writes);
         self.next_id += 1;
@@ -264,6 +266,7 @@ impl Scheduler {
                 return Err(e);
             }
         };
+        debug!(id, "batch answered");
         let mut committed = None;
         let binds = std::mem::take(&mut self.in_flight[i].binds);
         let mut results = results.into_iter();
