@@ -7,8 +7,8 @@
 //! short connection (connect, 64 bytes there and back, close; p50, p99), and bulk throughput
 //! (`BULK_MIB` MiB sent to the sink). Added latency is the proxy's figure minus direct.
 //!
-//! `cargo bench --bench proxy` (env `ROUNDS` default 20000, `CONNS` 2000, `BULK_MIB` 2048;
-//! needs `haproxy` on PATH: `apt-get install -y haproxy`). Prints Markdown tables.
+//! `cargo bench --bench proxy` (env `ROUNDS` default 30000, `CONNS` 3000, `BULK_MIB` 3072,
+//! `INTERLEAVE` 3; needs `haproxy` on PATH: `apt-get install -y haproxy`). Prints Markdown.
 
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
@@ -100,7 +100,7 @@ struct Figures {
 fn measure(
     echo: SocketAddr,
     sink: SocketAddr,
-    rounds: usize,
+    pings: usize,
     conns: usize,
     bulk_mib: usize,
 ) -> Figures {
@@ -110,8 +110,8 @@ fn measure(
     for _ in 0..1000 {
         ping(&mut s, &msg, &mut back).expect("warm-up");
     }
-    let mut rtt = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    let mut rtt = Vec::with_capacity(pings);
+    for _ in 0..pings {
         let t = Instant::now();
         ping(&mut s, &msg, &mut back).expect("ping");
         rtt.push(t.elapsed());
@@ -251,18 +251,56 @@ fn added(p: &Figures, direct: &Figures, q: f64, pick: fn(&Figures) -> &Vec<Durat
     percentile(pick(p), q).saturating_sub(percentile(pick(direct), q))
 }
 
-fn main() {
-    let rounds = env("ROUNDS", 20_000);
-    let conns = env("CONNS", 2_000);
-    let bulk = env("BULK_MIB", 2048);
-    let (echo, sink) = (echo_backend(), sink_backend());
+/// Where to reach the backend one way: (echo, sink).
+struct Path {
+    name: &'static str,
+    echo: SocketAddr,
+    sink: SocketAddr,
+    bulk_mib: usize,
+}
 
-    let direct = measure(echo, sink, rounds, conns, bulk);
-    let ha = haproxy(echo, sink).map(|(h, e, s, version)| {
-        let f = measure(e, s, rounds, conns, bulk);
-        drop(h);
-        (f, version)
-    });
+/// Measures every path in `rounds` interleaved rounds (direct, HAProxy, edge, ...), so that
+/// whatever else the machine does at the time weighs on all of them alike; samples are pooled
+/// and the throughput is the median of the rounds.
+fn measure_all(paths: &[Path], rounds: usize, pings: usize, conns: usize) -> Vec<Figures> {
+    let mut out: Vec<Figures> = paths
+        .iter()
+        .map(|_| Figures {
+            rtt: Vec::new(),
+            conn: Vec::new(),
+            mib_per_s: 0.0,
+        })
+        .collect();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for _ in 0..rounds {
+        for (i, p) in paths.iter().enumerate() {
+            let f = measure(
+                p.echo,
+                p.sink,
+                pings / rounds,
+                conns / rounds,
+                p.bulk_mib / rounds,
+            );
+            out[i].rtt.extend(f.rtt);
+            out[i].conn.extend(f.conn);
+            rates[i].push(f.mib_per_s);
+        }
+    }
+    for (f, mut r) in out.iter_mut().zip(rates) {
+        f.rtt.sort();
+        f.conn.sort();
+        r.sort_by(|a, b| a.total_cmp(b));
+        f.mib_per_s = r[r.len() / 2];
+    }
+    out
+}
+
+fn main() {
+    let pings = env("ROUNDS", 30_000);
+    let conns = env("CONNS", 3_000);
+    let bulk = env("BULK_MIB", 3072);
+    let rounds = env("INTERLEAVE", 3).max(1);
+    let (echo, sink) = (echo_backend(), sink_backend());
 
     let c = Cluster::start(&[]);
     c.wait_node_ready("node-1");
@@ -272,56 +310,75 @@ fn main() {
         edge_service(&c, "bench-sink", "tcp", sink),
     );
     wait_echo(edge_echo, "the edge proxy to forward");
-    let edge = measure(edge_echo, edge_sink, rounds, conns, bulk);
     // The default: the first bytes are sniffed for HTTP before the stream is spliced.
     let detect_echo = edge_service(&c, "bench-detect", "", echo);
     wait_echo(detect_echo, "the edge proxy (detecting) to forward");
-    let detect = measure(detect_echo, edge_sink, rounds, conns, 256);
+    let ha = haproxy(echo, sink);
 
-    println!("\n### One proxy hop on loopback ({rounds} round trips, {conns} connections, {bulk} MiB bulk)\n");
-    if let Some((_, v)) = &ha {
+    let mut paths = vec![Path {
+        name: "direct",
+        echo,
+        sink,
+        bulk_mib: bulk,
+    }];
+    if let Some((_, e, s, _)) = &ha {
+        paths.push(Path {
+            name: "HAProxy (TCP mode)",
+            echo: *e,
+            sink: *s,
+            bulk_mib: bulk,
+        });
+    }
+    paths.push(Path {
+        name: "edge proxy (tcp port)",
+        echo: edge_echo,
+        sink: edge_sink,
+        bulk_mib: bulk,
+    });
+    paths.push(Path {
+        name: "edge proxy (detecting)",
+        echo: detect_echo,
+        sink: edge_sink,
+        bulk_mib: bulk / 4,
+    });
+    let figures = measure_all(&paths, rounds, pings, conns);
+    let direct = &figures[0];
+
+    println!("\n### One proxy hop on loopback ({pings} round trips, {conns} connections, {bulk} MiB bulk, {rounds} interleaved rounds)\n");
+    if let Some((_, _, _, v)) = &ha {
         println!("HAProxy: {v}\n");
     }
     println!("| path | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk MiB/s |");
     println!("|---|---|---|---|---|---|");
-    let row = |name: &str, f: &Figures| {
+    for (p, f) in paths.iter().zip(&figures) {
         println!(
-            "| {name} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {:.0} |",
+            p.name,
             us(percentile(&f.rtt, 0.5)),
             us(percentile(&f.rtt, 0.99)),
             us(percentile(&f.conn, 0.5)),
             us(percentile(&f.conn, 0.99)),
             f.mib_per_s
-        )
-    };
-    row("direct", &direct);
-    if let Some((f, _)) = &ha {
-        row("HAProxy (TCP mode)", f);
+        );
     }
-    row("edge proxy (tcp port)", &edge);
-    row("edge proxy (detecting, 256 MiB bulk)", &detect);
-
     println!("\n| added by one hop | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk / direct |");
     println!("|---|---|---|---|---|---|");
-    let added_row = |name: &str, f: &Figures| {
+    for (p, f) in paths.iter().zip(&figures).skip(1) {
         println!(
-            "| {name} | {} | {} | {} | {} | {:.2} |",
-            us(added(f, &direct, 0.5, |f| &f.rtt)),
-            us(added(f, &direct, 0.99, |f| &f.rtt)),
-            us(added(f, &direct, 0.5, |f| &f.conn)),
-            us(added(f, &direct, 0.99, |f| &f.conn)),
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            p.name,
+            us(added(f, direct, 0.5, |f| &f.rtt)),
+            us(added(f, direct, 0.99, |f| &f.rtt)),
+            us(added(f, direct, 0.5, |f| &f.conn)),
+            us(added(f, direct, 0.99, |f| &f.conn)),
             f.mib_per_s / direct.mib_per_s
-        )
-    };
-    if let Some((f, _)) = &ha {
-        added_row("HAProxy", f);
+        );
     }
-    added_row("edge", &edge);
-    added_row("edge (detecting)", &detect);
-    if let Some((h, _)) = &ha {
+    if ha.is_some() {
+        let (h, e) = (&figures[1], &figures[2]);
         let ratio = |q: f64, pick: fn(&Figures) -> &Vec<Duration>| {
-            let (e, hh) = (added(&edge, &direct, q, pick), added(h, &direct, q, pick));
-            format!("{:.2}", e.as_secs_f64() / hh.as_secs_f64().max(1e-9))
+            let (e, h) = (added(e, direct, q, pick), added(h, direct, q, pick));
+            format!("{:.2}", e.as_secs_f64() / h.as_secs_f64().max(1e-9))
         };
         println!(
             "\nedge / HAProxy: added RTT p50 {}, p99 {}; added connection p50 {}, p99 {}; bulk {:.2}",
@@ -329,7 +386,7 @@ fn main() {
             ratio(0.99, |f| &f.rtt),
             ratio(0.5, |f| &f.conn),
             ratio(0.99, |f| &f.conn),
-            edge.mib_per_s / h.mib_per_s
+            e.mib_per_s / h.mib_per_s
         );
     } else {
         println!("\nHAProxy is not installed (apt-get install -y haproxy): no peer figures");

@@ -15,6 +15,7 @@ use edge_api::wire::EventType;
 use edge_api::{Node, Pod};
 use edge_control::apiserver::objects::{normalize, plan_apply};
 use edge_control::context::{ControlPlane, ServerOptions};
+use edge_control::scheduler::{default_plugins, schedule_from, Placement, Snapshot};
 use edge_control::server::{start, ServerConfig};
 use edge_control::store::{Command, CommandResult};
 use std::collections::{BTreeMap, HashMap};
@@ -203,6 +204,8 @@ struct Figures {
     paced_rate: f64,
     paced_p50: Duration,
     paced_p99: Duration,
+    /// What one `schedule_from` costs on the final cluster, per kind of pod.
+    decisions: Vec<(&'static str, Duration)>,
 }
 
 fn latencies(timeline: &Timeline, names: &[String]) -> (Vec<Duration>, Instant, Instant) {
@@ -253,6 +256,46 @@ async fn verify(cp: &ControlPlane) {
         let (min, max) = (counts.iter().min(), counts.iter().max());
         assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{app} is skewed: {counts:?}");
     }
+}
+
+/// The pure decision alone, timed over a snapshot of the final cluster, for each kind of pod
+/// in the mix: where a placement's CPU goes before raft.
+async fn decision_costs(cp: &ControlPlane) -> Vec<(&'static str, Duration)> {
+    let snap = cp.current().await.expect("read");
+    let objects = |kind| snap.list(kind, None).expect("list");
+    let nodes: Vec<Node> = objects(Kind::Node)
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let pods: Vec<Pod> = objects(Kind::Pod)
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let view = Snapshot::new(&nodes, &pods);
+    let plugins = default_plugins();
+    let mut out = Vec::new();
+    for (kind, i) in [("plain", 2), ("nodeSelector", 0), ("zone spread", 1)] {
+        let probe = match normalize(pod("probe", i)).expect("valid") {
+            Object::Pod(p) => p,
+            other => panic!("{other:?}"),
+        };
+        let rounds = 200;
+        let mut start = 0;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            let d = schedule_from(&probe, &view, &plugins, start);
+            assert!(matches!(d.placement, Placement::Node(_)), "{kind}: {d:?}");
+            start = (start + d.examined) % nodes.len();
+        }
+        out.push((kind, t.elapsed() / rounds));
+    }
+    out
 }
 
 async fn run(nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
@@ -316,6 +359,7 @@ async fn run(nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
     let (paced_lat, _, _) = latencies(&timeline.lock().expect("timeline"), &paced_names);
 
     verify(&cp).await;
+    let decisions = decision_costs(&cp).await;
     server.shutdown().await;
     Figures {
         nodes,
@@ -328,6 +372,7 @@ async fn run(nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
         paced_rate,
         paced_p50: percentile(&paced_lat, 0.50),
         paced_p99: percentile(&paced_lat, 0.99),
+        decisions,
     }
 }
 
@@ -383,5 +428,15 @@ fn main() {
             ms(f.paced_p50),
             ms(f.paced_p99)
         );
+    }
+    println!("\n| nodes | one decision (`schedule_from`), by kind of pod |");
+    println!("|---|---|");
+    for f in &all {
+        let kinds: Vec<String> = f
+            .decisions
+            .iter()
+            .map(|(k, d)| format!("{k} {:.0} µs", d.as_secs_f64() * 1e6))
+            .collect();
+        println!("| {} | {} |", f.nodes, kinds.join(", "));
     }
 }

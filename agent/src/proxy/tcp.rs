@@ -97,10 +97,12 @@ async fn upstream(
     draining: watch::Sender<bool>,
 ) {
     let mut buf = vec![0u8; BUFFER];
-    // Off once the proxy is gone: nothing will remove the backend any more.
-    let mut watching = true;
+    // Armed once, not per read: the copy loop stays a plain read/write.
+    let removed = backend_removed(&mut table, key, addr);
+    tokio::pin!(removed);
     loop {
         tokio::select! {
+            biased;
             read = from.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -109,18 +111,30 @@ async fn upstream(
                     }
                 }
             },
-            changed = table.changed(), if watching => {
-                if changed.is_err() {
-                    watching = false;
-                } else if !table.borrow_and_update().has_backend(key, addr) {
-                    debug!(route = %key, backend = %addr, "endpoint removed; draining its connection");
-                    let _ = draining.send(true);
-                    break;
-                }
+            () = &mut removed => {
+                debug!(route = %key, backend = %addr, "endpoint removed; draining its connection");
+                let _ = draining.send(true);
+                break;
             }
         }
     }
     let _ = to.shutdown().await;
+}
+
+/// Resolves when `addr` is no longer a backend of `key` (never once the proxy is gone).
+async fn backend_removed(
+    table: &mut watch::Receiver<Arc<super::table::RoutingTable>>,
+    key: &RouteKey,
+    addr: SocketAddr,
+) {
+    loop {
+        if table.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if !table.borrow_and_update().has_backend(key, addr) {
+            return;
+        }
+    }
 }
 
 /// Backend to client, until the backend ends its side (or the drain time runs out).

@@ -2,6 +2,7 @@
 //! aggregates (requested resources). It is updated in place, pod by pod and node by node, so
 //! the scheduler's cache keeps one for its whole term instead of rebuilding it per decision.
 
+use edge_api::scheduling::LabelSelector;
 use edge_api::{Node, Pod};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,6 +139,74 @@ fn has_pod_terms(pod: &Pod) -> bool {
         .is_some_and(|a| a.has_pod_terms())
 }
 
+type ByKey = HashMap<String, Arc<Pod>>;
+
+/// Placed pods by namespace and by label, so that the pods a selector picks are found without
+/// visiting every pod (spread and inter-pod affinity count them for every decision).
+#[derive(Default)]
+struct PodIndex {
+    /// namespace -> pod key -> pod.
+    all: HashMap<String, ByKey>,
+    /// namespace -> label key -> label value -> pod key -> pod.
+    labeled: HashMap<String, HashMap<String, HashMap<String, ByKey>>>,
+}
+
+impl PodIndex {
+    fn add(&mut self, key: &str, pod: &Arc<Pod>) {
+        let ns = &pod.metadata.namespace;
+        self.all
+            .entry(ns.clone())
+            .or_default()
+            .insert(key.to_string(), pod.clone());
+        let labeled = self.labeled.entry(ns.clone()).or_default();
+        for (k, v) in &pod.metadata.labels {
+            labeled
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .insert(key.to_string(), pod.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &str, pod: &Pod) {
+        let ns = &pod.metadata.namespace;
+        if let Some(all) = self.all.get_mut(ns) {
+            all.remove(key);
+        }
+        let Some(labeled) = self.labeled.get_mut(ns) else {
+            return;
+        };
+        for (k, v) in &pod.metadata.labels {
+            let Some(values) = labeled.get_mut(k) else {
+                continue;
+            };
+            if let Some(pods) = values.get_mut(v) {
+                pods.remove(key);
+                if pods.is_empty() {
+                    values.remove(v);
+                }
+            }
+        }
+    }
+
+    /// The smallest set that holds every pod of `namespace` the selector can match.
+    fn candidates(&self, namespace: &str, selector: &LabelSelector) -> Option<&ByKey> {
+        if selector.match_labels.is_empty() {
+            return self.all.get(namespace);
+        }
+        let labeled = self.labeled.get(namespace)?;
+        let mut best: Option<&ByKey> = None;
+        for (k, v) in &selector.match_labels {
+            let pods = labeled.get(k).and_then(|values| values.get(v))?;
+            if best.is_none_or(|b| pods.len() < b.len()) {
+                best = Some(pods);
+            }
+        }
+        best
+    }
+}
+
 /// Nodes and the pods placed on them, indexed for `schedule()` calls.
 #[derive(Default)]
 pub struct Snapshot {
@@ -151,6 +220,9 @@ pub struct Snapshot {
     /// Placed pods that carry pod (anti-)affinity terms: the inter-pod affinity plugin needs
     /// only these when the pod being placed has no terms of its own.
     with_affinity: HashMap<String, Arc<Pod>>,
+    pods: PodIndex,
+    /// label key -> value -> how many nodes carry it: the topology domains that exist.
+    domains: HashMap<String, HashMap<String, usize>>,
 }
 
 /// What a plugin sees of one candidate node.
@@ -193,11 +265,13 @@ impl Snapshot {
     pub fn set_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone();
         if let Some(&i) = self.index.get(&name) {
-            let e = &mut self.entries[i];
-            e.node = node;
-            e.read_node();
+            let old = std::mem::replace(&mut self.entries[i].node, node.clone());
+            self.count_domains(&old, false);
+            self.count_domains(&node, true);
+            self.entries[i].read_node();
             return;
         }
+        self.count_domains(&node, true);
         let mut entry = NodeEntry::new(node);
         for pod in self.orphans.remove(&name).unwrap_or_default() {
             entry.add(pod);
@@ -212,11 +286,27 @@ impl Snapshot {
             return;
         };
         let entry = self.entries.swap_remove(i);
+        self.count_domains(&entry.node, false);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.node.metadata.name.clone(), i);
         }
         if !entry.pods.is_empty() {
             self.orphans.insert(name.to_string(), entry.pods);
+        }
+    }
+
+    fn count_domains(&mut self, node: &Node, add: bool) {
+        for (k, v) in &node.metadata.labels {
+            let values = self.domains.entry(k.clone()).or_default();
+            let n = values.entry(v.clone()).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    values.remove(v);
+                }
+            }
         }
     }
 
@@ -234,6 +324,7 @@ impl Snapshot {
         if has_pod_terms(&pod) {
             self.with_affinity.insert(key.clone(), pod.clone());
         }
+        self.pods.add(&key, &pod);
         match self.index.get(&node) {
             Some(&i) => self.entries[i].add(pod),
             None => self.orphans.entry(node.clone()).or_default().push(pod),
@@ -245,15 +336,19 @@ impl Snapshot {
     pub fn unplace(&mut self, key: &str) -> Option<Arc<Pod>> {
         let node = self.placed.remove(key)?;
         self.with_affinity.remove(key);
-        if let Some(&i) = self.index.get(&node) {
-            return self.entries[i].remove(key);
-        }
-        let orphans = self.orphans.get_mut(&node)?;
-        let i = orphans.iter().position(|p| has_key(p, key))?;
-        let pod = orphans.swap_remove(i);
-        if orphans.is_empty() {
-            self.orphans.remove(&node);
-        }
+        let pod = match self.index.get(&node) {
+            Some(&i) => self.entries[i].remove(key)?,
+            None => {
+                let orphans = self.orphans.get_mut(&node)?;
+                let i = orphans.iter().position(|p| has_key(p, key))?;
+                let pod = orphans.swap_remove(i);
+                if orphans.is_empty() {
+                    self.orphans.remove(&node);
+                }
+                pod
+            }
+        };
+        self.pods.remove(key, &pod);
         Some(pod)
     }
 
@@ -288,6 +383,29 @@ impl Snapshot {
 
     pub fn node_infos(&self) -> impl Iterator<Item = NodeInfo<'_>> + '_ {
         (0..self.entries.len()).map(|i| self.node(i))
+    }
+
+    /// The placed pods of `namespace` that `selector` matches, each with its node (pods on
+    /// nodes the snapshot does not have are left out), found through the label index.
+    pub fn pods_selected<'s>(
+        &'s self,
+        namespace: &str,
+        selector: &'s LabelSelector,
+    ) -> impl Iterator<Item = (NodeInfo<'s>, &'s Pod)> + 's {
+        self.pods
+            .candidates(namespace, selector)
+            .into_iter()
+            .flat_map(|pods| pods.values())
+            .filter(|p| selector.matches(&p.metadata.labels))
+            .filter_map(|p| Some((self.node_named(p.spec.node_name.as_deref()?)?, &**p)))
+    }
+
+    /// The values the nodes carry for label `key`: the topology domains of that key.
+    pub fn domains(&self, key: &str) -> impl Iterator<Item = &str> + '_ {
+        self.domains
+            .get(key)
+            .into_iter()
+            .flat_map(|values| values.keys().map(String::as_str))
     }
 
     /// Placed pods with pod (anti-)affinity terms, each with its node.

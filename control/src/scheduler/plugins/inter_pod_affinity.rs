@@ -2,8 +2,9 @@
 //! pods' anti-affinity against it) filter; preferred terms on either side score.
 //!
 //! "The same place" is a topology domain: nodes sharing the value of the term's topologyKey
-//! label. Counts are kept per (key, value) and built once per decision, so a node is checked
-//! with a few map lookups rather than by scanning the pods of its domain.
+//! label. Counts are kept per (key, value) and built once per decision from the pods the terms
+//! select (found through the snapshot's label index), so a node is checked with a few map
+//! lookups rather than by scanning the pods of its domain.
 
 use super::{filter_fn, scorer_fn, BoxFilter, BoxScorer, Normalize, Plugin};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
@@ -88,6 +89,26 @@ fn selects(term: &PodAffinityTerm, owner: &Pod, other: &Pod) -> bool {
     )
 }
 
+/// The placed pods `term`, written in `owner`, selects, each with its node: found through the
+/// snapshot's label index rather than by visiting every pod.
+fn selected<'a>(
+    snap: &'a Snapshot,
+    term: &'a PodAffinityTerm,
+    owner: &'a Pod,
+) -> impl Iterator<Item = (NodeInfo<'a>, &'a Pod)> + 'a {
+    let mut namespaces: Vec<&'a str> = if term.namespaces.is_empty() {
+        vec![owner.metadata.namespace.as_str()]
+    } else {
+        term.namespaces.iter().map(String::as_str).collect()
+    };
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let selector = term.label_selector.as_ref();
+    namespaces
+        .into_iter()
+        .flat_map(move |ns| selector.into_iter().flat_map(move |s| snap.pods_selected(ns, s)))
+}
+
 impl Plugin for InterPodAffinity {
     fn name(&self) -> &'static str {
         "InterPodAffinity"
@@ -106,16 +127,14 @@ impl Plugin for InterPodAffinity {
             return None;
         }
         let (mut affinity, mut anti) = (Domains::default(), Domains::default());
-        if !own.affinity.is_empty() || !own.anti.is_empty() {
-            for n in snap.node_infos() {
-                for other in n.pods {
-                    for t in own.affinity.iter().filter(|t| selects(t, pod, other)) {
-                        affinity.add(&n, t, 1);
-                    }
-                    for t in own.anti.iter().filter(|t| selects(t, pod, other)) {
-                        anti.add(&n, t, 1);
-                    }
-                }
+        for t in own.affinity {
+            for (n, _) in selected(snap, t, pod) {
+                affinity.add(&n, t, 1);
+            }
+        }
+        for t in own.anti {
+            for (n, _) in selected(snap, t, pod) {
+                anti.add(&n, t, 1);
             }
         }
         // The first pod of a group whose affinity selects itself may go anywhere, or the group
@@ -161,19 +180,11 @@ impl Plugin for InterPodAffinity {
         let own = terms(pod);
         let mut score = Domains::default();
         // The pod's own preferences look at every bound pod.
-        if !own.preferred.is_empty() || !own.preferred_anti.is_empty() {
-            for n in snap.node_infos() {
-                for other in n.pods {
-                    for w in own.preferred {
-                        if selects(&w.pod_affinity_term, pod, other) {
-                            score.add(&n, &w.pod_affinity_term, i64::from(w.weight));
-                        }
-                    }
-                    for w in own.preferred_anti {
-                        if selects(&w.pod_affinity_term, pod, other) {
-                            score.add(&n, &w.pod_affinity_term, -i64::from(w.weight));
-                        }
-                    }
+        for (list, sign) in [(own.preferred, 1), (own.preferred_anti, -1)] {
+            for w in list {
+                let t = &w.pod_affinity_term;
+                for (n, _) in selected(snap, t, pod) {
+                    score.add(&n, t, sign * i64::from(w.weight));
                 }
             }
         }

@@ -29,6 +29,11 @@ fn preferred(pod: &Pod) -> &[PreferredSchedulingTerm] {
         .unwrap_or_default()
 }
 
+/// Whether the pod has a nodeSelector or required node affinity at all.
+pub fn restricts_nodes(pod: &Pod) -> bool {
+    !pod.spec.node_selector.is_empty() || required(pod).is_some()
+}
+
 /// Whether `node` satisfies the pod's nodeSelector and required node affinity. Topology
 /// spread counts only such nodes (its default nodeAffinityPolicy, Honor).
 pub fn node_matches(pod: &Pod, node: &Node) -> bool {
@@ -46,7 +51,7 @@ impl Plugin for NodeAffinity {
     }
 
     fn filter<'a>(&self, pod: &'a Pod, _snap: &'a Snapshot) -> Option<BoxFilter<'a>> {
-        if pod.spec.node_selector.is_empty() && required(pod).is_none() {
+        if !restricts_nodes(pod) {
             return None;
         }
         filter_fn(move |n: &NodeInfo<'a>| {

@@ -4,14 +4,17 @@
 //! Counting follows kube-scheduler's defaults: only nodes that pass the pod's nodeSelector and
 //! required node affinity and carry every constraint's key count (nodeAffinityPolicy Honor,
 //! nodeTaintsPolicy Ignore); only live pods of the pod's namespace count.
+//!
+//! Matching pods are found through the snapshot's label index and the domains through its
+//! node-label index, so a decision costs in proportion to the pods selected, not to every pod
+//! on every node.
 
-use super::node_affinity::node_matches;
+use super::node_affinity::{node_matches, restricts_nodes};
 use super::{filter_fn, BoxFilter, BoxScorer, Plugin, Scorer, MAX_NODE_SCORE};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 use edge_api::scheduling::{TopologySpreadConstraint, UnsatisfiableConstraintAction};
 use edge_api::Pod;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 pub const ERR_SPREAD: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_SPREAD_LABEL: &str =
@@ -27,18 +30,49 @@ fn constraints(pod: &Pod, action: UnsatisfiableConstraintAction) -> Vec<&Topolog
         .collect()
 }
 
-/// How many of `pods` the constraint counts for a pod in `namespace`.
-fn count(pods: &[Arc<Pod>], namespace: &str, c: &TopologySpreadConstraint) -> u32 {
+/// Adds to each domain of `domains` the live pods the constraint selects on eligible nodes.
+fn count_into<'a>(
+    snap: &'a Snapshot,
+    pod: &Pod,
+    all: &[&TopologySpreadConstraint],
+    c: &TopologySpreadConstraint,
+    domains: &mut HashMap<&'a str, u32>,
+) {
     let Some(selector) = &c.label_selector else {
-        return 0;
+        return;
     };
-    pods.iter()
-        .filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.metadata.namespace == namespace
-                && selector.matches(&p.metadata.labels)
-        })
-        .count() as u32
+    for (n, other) in snap.pods_selected(&pod.metadata.namespace, selector) {
+        if other.metadata.deletion_timestamp.is_some() || !eligible(&n, pod, all) {
+            continue;
+        }
+        if let Some(d) = n.label(&c.topology_key).and_then(|v| domains.get_mut(v)) {
+            *d += 1;
+        }
+    }
+}
+
+/// Nodes that count: they carry every constraint's key and pass the pod's node selection.
+fn eligible(n: &NodeInfo, pod: &Pod, all: &[&TopologySpreadConstraint]) -> bool {
+    has_keys(n, all) && node_matches(pod, n.node)
+}
+
+/// The eligible domains of each constraint, every count 0. Without node selection and with one
+/// constraint they are the values of its key (from the index); otherwise every node is looked at.
+fn eligible_domains<'a>(
+    snap: &'a Snapshot,
+    pod: &Pod,
+    cs: &[&TopologySpreadConstraint],
+) -> Vec<HashMap<&'a str, u32>> {
+    if let ([c], false) = (cs, restricts_nodes(pod)) {
+        return vec![snap.domains(&c.topology_key).map(|v| (v, 0)).collect()];
+    }
+    let mut domains = vec![HashMap::new(); cs.len()];
+    for n in snap.node_infos().filter(|n| eligible(n, pod, cs)) {
+        for (c, d) in cs.iter().zip(domains.iter_mut()) {
+            d.insert(n.label(&c.topology_key).unwrap_or_default(), 0);
+        }
+    }
+    domains
 }
 
 fn has_keys(n: &NodeInfo, cs: &[&TopologySpreadConstraint]) -> bool {
@@ -63,17 +97,10 @@ impl Plugin for PodTopologySpread {
         if hard.is_empty() {
             return None;
         }
-        let ns = pod.metadata.namespace.as_str();
-        // Matching pods per domain, per constraint: one pass over all nodes and their pods.
-        let mut counts: Vec<HashMap<&'a str, u32>> = vec![HashMap::new(); hard.len()];
-        for n in snap.node_infos() {
-            if !has_keys(&n, &hard) || !node_matches(pod, n.node) {
-                continue;
-            }
-            for (c, domains) in hard.iter().zip(counts.iter_mut()) {
-                let value = n.label(&c.topology_key).unwrap_or_default();
-                *domains.entry(value).or_default() += count(n.pods, ns, c);
-            }
+        // Matching pods per domain, per constraint.
+        let mut counts = eligible_domains(snap, pod, &hard);
+        for (c, domains) in hard.iter().zip(counts.iter_mut()) {
+            count_into(snap, pod, &hard, c, domains);
         }
         let checks: Vec<(&TopologySpreadConstraint, HashMap<&str, u32>, u32, u32)> = hard
             .into_iter()
@@ -126,16 +153,8 @@ impl Plugin for PodTopologySpread {
                     .or_default();
             }
         }
-        let ns = pod.metadata.namespace.as_str();
-        for n in snap.node_infos() {
-            if !has_keys(&n, &soft) || !node_matches(pod, n.node) {
-                continue;
-            }
-            for (c, domains) in soft.iter().zip(counts.iter_mut()) {
-                if let Some(d) = domains.get_mut(n.label(&c.topology_key).unwrap_or_default()) {
-                    *d += count(n.pods, ns, c);
-                }
-            }
+        for (c, domains) in soft.iter().zip(counts.iter_mut()) {
+            count_into(snap, pod, &soft, c, domains);
         }
         // More domains make each matching pod weigh more (kube-scheduler: ln(domains + 2)).
         let weights = counts.iter().map(|d| ((d.len() + 2) as f64).ln()).collect();

@@ -219,3 +219,42 @@ fn the_cache_snapshot_decides_like_a_fresh_one() {
         schedule(&new, &fresh, &default_plugins())
     );
 }
+
+#[test]
+fn the_label_index_follows_pods_that_move_change_labels_or_leave() {
+    use edge_api::scheduling::LabelSelector;
+    use std::sync::Arc;
+    let nodes = [big("a", &[("zone", "x")]), big("b", &[("zone", "y")])];
+    let mut snap = Snapshot::new(&nodes, &[]);
+    snap.place(Arc::new(bound("w1", &[("app", "web")], "a")));
+    snap.place(Arc::new(bound("w2", &[("app", "web")], "b")));
+    // w1 is relabelled and moves to b; w2 leaves.
+    snap.place(Arc::new(bound("w1", &[("app", "db")], "b")));
+    snap.unplace("default/w2");
+    let selector = |app: &str| LabelSelector {
+        match_labels: labels(&[("app", app)]),
+        ..Default::default()
+    };
+    let found = |snap: &Snapshot, app: &str| -> Vec<(String, String)> {
+        let s = selector(app);
+        let mut v: Vec<(String, String)> = snap
+            .pods_selected("default", &s)
+            .map(|(n, p)| (n.name().to_string(), p.metadata.name.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(found(&snap, "web").is_empty());
+    assert_eq!(found(&snap, "db"), [("b".to_string(), "w1".to_string())]);
+    assert!(
+        snap.pods_selected("other", &selector("db")).next().is_none(),
+        "namespaced"
+    );
+    let mut zones: Vec<&str> = snap.domains("zone").collect();
+    zones.sort();
+    assert_eq!(zones, ["x", "y"]);
+    snap.remove_node("a");
+    assert_eq!(snap.domains("zone").collect::<Vec<_>>(), ["y"]);
+    snap.set_node(Arc::new(big("b", &[("zone", "z")])));
+    assert_eq!(snap.domains("zone").collect::<Vec<_>>(), ["z"], "relabelled node");
+}
