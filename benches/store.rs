@@ -191,7 +191,11 @@ struct Figures {
 }
 
 fn measure(sys: &mut dyn System, rt: &tokio::runtime::Runtime) -> Figures {
-    let (clients, conns_n, secs) = (env_or("CLIENTS", 128), env_or("CONNS", 16), env_or("SECONDS", 10) as u64);
+    let (clients, conns_n, secs) = (
+        env_or("CLIENTS", 128),
+        env_or("CONNS", 16),
+        env_or("SECONDS", 10) as u64,
+    );
     sys.wait_healthy(rt);
     let conns: Vec<Conn> = (0..conns_n).map(|i| sys.connect(rt, i % 3)).collect();
     // Warm-up: connections, caches, the first election's leftovers.
@@ -199,13 +203,19 @@ fn measure(sys: &mut dyn System, rt: &tokio::runtime::Runtime) -> Figures {
     let (tput1, lat1, _) = rt.block_on(load(&conns[..1], 1, secs / 2 + 1));
     eprintln!("{}: 1 client: {tput1:.0} writes/s", sys.name());
     let many = rt.block_on(load(&conns, clients, secs));
-    eprintln!("{}: {clients} clients: {:.0} writes/s, {} errors", sys.name(), many.0, many.2);
+    eprintln!(
+        "{}: {clients} clients: {:.0} writes/s, {} errors",
+        sys.name(),
+        many.0,
+        many.2
+    );
     let mut failovers = Vec::new();
     for _ in 0..env_or("FAILOVERS", 3) {
         sys.wait_healthy(rt);
         let leader = sys.leader(rt);
         let survivor = sys.connect(rt, (leader + 1) % 3);
-        rt.block_on(survivor.put("failover", 0)).expect("write before the kill");
+        rt.block_on(survivor.put("failover", 0))
+            .expect("write before the kill");
         let killed = Instant::now();
         sys.kill(leader);
         let back = rt.block_on(first_write_after(&survivor, killed));
@@ -245,7 +255,9 @@ impl EdgeCluster {
         c.restart(0);
         let token = c.data(0).join("token");
         c.token = wait_for("edge's token", Duration::from_secs(60), || {
-            std::fs::read_to_string(&token).ok().map(|t| t.trim().to_string())
+            std::fs::read_to_string(&token)
+                .ok()
+                .map(|t| t.trim().to_string())
         });
         c.restart(1);
         c.restart(2);
@@ -264,7 +276,11 @@ impl EdgeCluster {
         ClientConfigFile::load(&self.data(0).join("admin.conf")).expect("admin.conf")
     }
 
-    fn members(&self, rt: &tokio::runtime::Runtime, i: usize) -> Option<Vec<edge_api::wire::Member>> {
+    fn members(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        i: usize,
+    ) -> Option<Vec<edge_api::wire::Member>> {
         let quic = self.config().quic_config(ALPN_API).ok()?;
         let addr = self.addr(i);
         rt.block_on(async move {
@@ -293,13 +309,18 @@ impl System for EdgeCluster {
     fn connect(&self, rt: &tokio::runtime::Runtime, member: usize) -> Conn {
         let quic = self.config().quic_config(ALPN_API).expect("tls");
         let addr = self.addr(member);
-        Conn::Edge(rt.block_on(Client::connect(&addr, quic)).expect("connect to edge"))
+        Conn::Edge(
+            rt.block_on(Client::connect(&addr, quic))
+                .expect("connect to edge"),
+        )
     }
 
     fn leader(&self, rt: &tokio::runtime::Runtime) -> usize {
         wait_for("an edge leader", Duration::from_secs(30), || {
             let ms = (0..3).find_map(|i| self.members(rt, i))?;
-            let l = ms.iter().find(|m| m.role == MemberRole::Leader && m.reachable)?;
+            let l = ms
+                .iter()
+                .find(|m| m.role == MemberRole::Leader && m.reachable)?;
             (0..3).find(|&i| self.addr(i) == l.address)
         })
     }
@@ -345,7 +366,9 @@ impl System for EdgeCluster {
         wait_for("three edge voters", Duration::from_secs(60), || {
             let ms = (0..3).find_map(|i| self.members(rt, i))?;
             let ok = ms.len() == 3
-                && ms.iter().all(|m| m.reachable && m.role != MemberRole::Learner)
+                && ms
+                    .iter()
+                    .all(|m| m.reachable && m.role != MemberRole::Learner)
                 && ms.iter().any(|m| m.role == MemberRole::Leader);
             ok.then_some(())
         });
@@ -392,11 +415,29 @@ impl EtcdCluster {
         let log = std::fs::File::create(dir.join(format!("e{i}.log"))).expect("log");
         Command::new(etcd_bin().expect("etcd"))
             .args(["--name", &format!("e{i}")])
-            .args(["--data-dir", dir.join(format!("e{i}")).to_str().expect("utf8")])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--data-dir",
+                dir.join(format!("e{i}")).to_str().expect("utf8"),
+            ])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &cluster.join(",")])
-            .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "bench",
+            ])
             // etcd wants the election timeout at least 5 heartbeats: 200 ms / 1 s (edge: 250 ms
             // and 1-2 s; etcd also randomizes up to twice the timeout).
             .args(["--heartbeat-interval", "200", "--election-timeout", "1000"])
@@ -415,7 +456,14 @@ impl EtcdCluster {
             .collect();
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &endpoints.join(","), "endpoint", "status", "-w", "json"])
+            .args([
+                "--endpoints",
+                &endpoints.join(","),
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
             .args(["--command-timeout", "2s"])
             .output()
             .ok()?;
@@ -450,7 +498,9 @@ impl System for EtcdCluster {
     fn connect(&self, rt: &tokio::runtime::Runtime, member: usize) -> Conn {
         let addr = format!("127.0.0.1:{}", self.client_ports[member]);
         rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect to etcd");
+            let tcp = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect to etcd");
             let _ = tcp.set_nodelay(true);
             let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
             tokio::spawn(async move {
@@ -508,7 +558,9 @@ fn main() {
     let e = measure(&mut edge, &rt);
     drop(edge);
     let Some(_) = etcd_bin() else {
-        eprintln!("etcd is not installed (apt-get install etcd-server etcd-client): edge figures only");
+        eprintln!(
+            "etcd is not installed (apt-get install etcd-server etcd-client): edge figures only"
+        );
         return;
     };
     let mut etcd = EtcdCluster::start();
@@ -517,17 +569,40 @@ fn main() {
     let fo = |f: &Figures| percentile(&f.failovers, 0.5);
     println!("| figure | edge | etcd 3.4 (peer) | edge / etcd |");
     println!("|---|---|---|---|");
-    println!("| writes/s, 1 client | {:.0} | {:.0} | {} |", e.one.0, p.one.0, ratio(e.one.0, p.one.0));
+    println!(
+        "| writes/s, 1 client | {:.0} | {:.0} | {} |",
+        e.one.0,
+        p.one.0,
+        ratio(e.one.0, p.one.0)
+    );
     for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
         let (a, b) = (percentile(&e.one.1, q), percentile(&p.one.1, q));
-        println!("| {name} latency, 1 client | {} | {} | {} |", ms(a), ms(b), ratio(a.as_secs_f64(), b.as_secs_f64()));
+        println!(
+            "| {name} latency, 1 client | {} | {} | {} |",
+            ms(a),
+            ms(b),
+            ratio(a.as_secs_f64(), b.as_secs_f64())
+        );
     }
-    println!("| writes/s, {clients} clients | {:.0} | {:.0} | {} |", e.many.0, p.many.0, ratio(e.many.0, p.many.0));
+    println!(
+        "| writes/s, {clients} clients | {:.0} | {:.0} | {} |",
+        e.many.0,
+        p.many.0,
+        ratio(e.many.0, p.many.0)
+    );
     for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
         let (a, b) = (percentile(&e.many.1, q), percentile(&p.many.1, q));
-        println!("| {name} latency, {clients} clients | {} | {} | {} |", ms(a), ms(b), ratio(a.as_secs_f64(), b.as_secs_f64()));
+        println!(
+            "| {name} latency, {clients} clients | {} | {} | {} |",
+            ms(a),
+            ms(b),
+            ratio(a.as_secs_f64(), b.as_secs_f64())
+        );
     }
-    println!("| failed writes under load | {} | {} | - |", e.many.2, p.many.2);
+    println!(
+        "| failed writes under load | {} | {} | - |",
+        e.many.2, p.many.2
+    );
     println!(
         "| leader failover, median of {} (SIGKILL -> next write) | {} | {} | {} |",
         e.failovers.len(),

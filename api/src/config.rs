@@ -178,6 +178,7 @@ mod tests {
     #[test]
     fn old_files_without_servers_still_load() {
         let dir = std::env::temp_dir().join(format!("edge-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("config");
         std::fs::write(
             &p,

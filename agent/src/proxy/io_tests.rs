@@ -287,3 +287,58 @@ async fn services_are_routed_by_name_to_their_loopback_port() {
     );
     proxy.shutdown();
 }
+
+/// A wasi:http pod on this node is reached in process: the endpoint's port has no listener at
+/// all, and the request is still answered, by the registered handler, with the client's address.
+#[tokio::test]
+async fn a_local_http_pod_gets_requests_without_a_socket() {
+    use edge_runtime::{AllocatorPreference, HttpSpec, Runtime, RuntimeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::with_allocator(
+        RuntimeConfig {
+            cache_dir: dir.path().join("cache"),
+        },
+        AllocatorPreference::OnDemand,
+    )
+    .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/components/http-hello.wasm");
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the guest components with scripts/build-modules.sh",
+            path.display()
+        )
+    });
+    let digest = edge_api::wire::blob_digest(&wasm);
+    let component = runtime.load(&digest, &wasm).await.unwrap();
+    struct Null;
+    impl edge_runtime::OutputSink for Null {
+        fn write(&self, _: edge_runtime::OutputStream, _: &[u8]) {}
+    }
+    let handler = runtime
+        .http_handler(&component, HttpSpec::default(), std::sync::Arc::new(Null))
+        .unwrap();
+
+    let proxy = Proxy::new("a", None);
+    let port = dead_port().await;
+    let mut eps = endpoints("hello", "http", &[port]);
+    eps.subsets[0].addresses[0].node_name = "a".into();
+    proxy.replace_all(vec![service("hello", "http")], vec![eps]);
+    let addr = loopback(&proxy, &key("hello", "http"));
+    let request = b"GET / HTTP/1.1\r\nhost: hello\r\nconnection: close\r\n\r\n";
+
+    let refused = String::from_utf8(roundtrip(addr, request).await).unwrap();
+    assert!(
+        refused.starts_with("HTTP/1.1 502"),
+        "no handler, no listener: {refused}"
+    );
+
+    let registration = proxy.register_local(port, handler);
+    let answer = String::from_utf8(roundtrip(addr, request).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("hello from edge http"), "{answer}");
+    assert!(answer.contains("x-forwarded-for: 127.0.0.1"), "{answer}");
+    drop(registration);
+    let gone = String::from_utf8(roundtrip(addr, request).await).unwrap();
+    assert!(gone.starts_with("HTTP/1.1 502"), "the pod stopped: {gone}");
+}

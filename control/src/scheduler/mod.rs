@@ -64,6 +64,10 @@ pub fn schedule(pod: &Pod, snap: &Snapshot, plugins: &[Box<dyn Plugin>]) -> Plac
 /// `feasible_nodes_to_find` nodes passed; then the weighted sum of normalized scores over
 /// those. Ties are broken by node name. When no node fits, every node was examined, so the
 /// reasons cover the whole cluster.
+///
+/// A pod with a nodeSelector is first tried on the nodes carrying its labels only (found
+/// through the snapshot's label index, like kube-scheduler's PreFilterResult): every other node
+/// would fail NodeAffinity anyway.
 pub fn schedule_from<'a>(
     pod: &'a Pod,
     snap: &'a Snapshot,
@@ -71,39 +75,65 @@ pub fn schedule_from<'a>(
     start: usize,
 ) -> Decision {
     let filters: Vec<BoxFilter<'a>> = plugins.iter().filter_map(|p| p.filter(pod, snap)).collect();
-    let total = snap.len();
-    let wanted = feasible_nodes_to_find(total);
-    let mut rejected = Vec::new();
-    let mut feasible = Vec::with_capacity(wanted);
-    let mut examined = 0;
-    while examined < total && feasible.len() < wanted {
-        let info = snap.node((start + examined) % total);
-        examined += 1;
-        match filters.iter().find_map(|f| f.filter(&info).err()) {
-            Some(reason) => rejected.push((info.name(), reason)),
-            None => feasible.push(info),
-        }
-    }
-    let placement = match feasible.as_slice() {
+    let narrowed = snap
+        .nodes_labeled(&pod.spec.node_selector)
+        .map(|nodes| search(snap, &filters, Some(&nodes), start))
+        .filter(|s| !s.feasible.is_empty());
+    let found = narrowed.unwrap_or_else(|| search(snap, &filters, None, start));
+    let placement = match found.feasible.as_slice() {
         [] => {
             // Reasons are kept as strings only when they are reported.
-            let per_node: BTreeMap<String, String> = rejected
+            let per_node: BTreeMap<String, String> = found
+                .rejected
                 .into_iter()
                 .map(|(n, r)| (n.to_string(), r.into_owned()))
                 .collect();
             Placement::Unschedulable {
-                summary: summarize(total, &per_node),
+                summary: summarize(snap.len(), &per_node),
                 per_node,
             }
         }
         // One candidate needs no scoring.
         [only] => Placement::Node(only.name().to_string()),
-        _ => Placement::Node(best(pod, snap, plugins, &feasible).to_string()),
+        feasible => Placement::Node(best(pod, snap, plugins, feasible).to_string()),
     };
     Decision {
         placement,
-        examined,
+        examined: found.examined,
     }
+}
+
+struct Search<'a> {
+    feasible: Vec<NodeInfo<'a>>,
+    rejected: Vec<(&'a str, Reason)>,
+    examined: usize,
+}
+
+/// Filters nodes (all of them, or those at `positions`) from `start` on, wrapping around,
+/// until enough passed.
+fn search<'a>(
+    snap: &'a Snapshot,
+    filters: &[BoxFilter<'a>],
+    positions: Option<&[usize]>,
+    start: usize,
+) -> Search<'a> {
+    let total = positions.map_or(snap.len(), <[usize]>::len);
+    let wanted = feasible_nodes_to_find(total);
+    let mut found = Search {
+        feasible: Vec::with_capacity(wanted),
+        rejected: Vec::new(),
+        examined: 0,
+    };
+    while found.examined < total && found.feasible.len() < wanted {
+        let k = (start + found.examined) % total;
+        let info = snap.node(positions.map_or(k, |p| p[k]));
+        found.examined += 1;
+        match filters.iter().find_map(|f| f.filter(&info).err()) {
+            Some(reason) => found.rejected.push((info.name(), reason)),
+            None => found.feasible.push(info),
+        }
+    }
+    found
 }
 
 /// The feasible node with the highest weighted score; ties go to the first name.

@@ -4,7 +4,7 @@
 
 use edge_api::scheduling::LabelSelector;
 use edge_api::{Node, Pod};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// kube-scheduler's defaults for a container that requests nothing, used only when scoring so
@@ -221,8 +221,9 @@ pub struct Snapshot {
     /// only these when the pod being placed has no terms of its own.
     with_affinity: HashMap<String, Arc<Pod>>,
     pods: PodIndex,
-    /// label key -> value -> how many nodes carry it: the topology domains that exist.
-    domains: HashMap<String, HashMap<String, usize>>,
+    /// label key -> value -> the nodes carrying it: the topology domains that exist, and the
+    /// nodes a nodeSelector can pick.
+    labels: HashMap<String, HashMap<String, HashSet<String>>>,
 }
 
 /// What a plugin sees of one candidate node.
@@ -266,12 +267,12 @@ impl Snapshot {
         let name = node.metadata.name.clone();
         if let Some(&i) = self.index.get(&name) {
             let old = std::mem::replace(&mut self.entries[i].node, node.clone());
-            self.count_domains(&old, false);
-            self.count_domains(&node, true);
+            self.index_labels(&old, false);
+            self.index_labels(&node, true);
             self.entries[i].read_node();
             return;
         }
-        self.count_domains(&node, true);
+        self.index_labels(&node, true);
         let mut entry = NodeEntry::new(node);
         for pod in self.orphans.remove(&name).unwrap_or_default() {
             entry.add(pod);
@@ -286,7 +287,7 @@ impl Snapshot {
             return;
         };
         let entry = self.entries.swap_remove(i);
-        self.count_domains(&entry.node, false);
+        self.index_labels(&entry.node, false);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.node.metadata.name.clone(), i);
         }
@@ -295,15 +296,15 @@ impl Snapshot {
         }
     }
 
-    fn count_domains(&mut self, node: &Node, add: bool) {
+    fn index_labels(&mut self, node: &Node, add: bool) {
+        let name = &node.metadata.name;
         for (k, v) in &node.metadata.labels {
-            let values = self.domains.entry(k.clone()).or_default();
-            let n = values.entry(v.clone()).or_default();
+            let values = self.labels.entry(k.clone()).or_default();
             if add {
-                *n += 1;
-            } else {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
+                values.entry(v.clone()).or_default().insert(name.clone());
+            } else if let Some(nodes) = values.get_mut(v) {
+                nodes.remove(name);
+                if nodes.is_empty() {
                     values.remove(v);
                 }
             }
@@ -402,10 +403,34 @@ impl Snapshot {
 
     /// The values the nodes carry for label `key`: the topology domains of that key.
     pub fn domains(&self, key: &str) -> impl Iterator<Item = &str> + '_ {
-        self.domains
+        self.labels
             .get(key)
             .into_iter()
             .flat_map(|values| values.keys().map(String::as_str))
+    }
+
+    /// The positions, in order, of the nodes that carry every label of `selector` (a pod's
+    /// nodeSelector), found through the label index; None for an empty selector (every node).
+    pub fn nodes_labeled(&self, selector: &BTreeMap<String, String>) -> Option<Vec<usize>> {
+        let mut smallest: Option<&HashSet<String>> = None;
+        for (k, v) in selector {
+            let Some(nodes) = self.labels.get(k).and_then(|values| values.get(v)) else {
+                return Some(Vec::new());
+            };
+            if smallest.is_none_or(|s| nodes.len() < s.len()) {
+                smallest = Some(nodes);
+            }
+        }
+        let mut found: Vec<usize> = smallest?
+            .iter()
+            .filter_map(|name| self.index.get(name).copied())
+            .filter(|&i| {
+                let labels = &self.entries[i].node.metadata.labels;
+                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect();
+        found.sort_unstable();
+        Some(found)
     }
 
     /// Placed pods with pod (anti-)affinity terms, each with its node.

@@ -446,3 +446,39 @@ fn a_sampled_decision_starts_where_the_last_one_stopped() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_node_selector_looks_only_at_the_nodes_it_names_unless_none_fits() {
+    let nodes: Vec<Node> = (0..300)
+        .map(|i| {
+            let zone = if i % 10 == 3 { "z" } else { "other" };
+            node(&format!("n{i:03}"), "8", "8Gi", &[("zone", zone)], i != 13)
+        })
+        .collect();
+    let snap = Snapshot::new(&nodes, &[]);
+    let mut p = pod("p", "", "", None);
+    p.spec.node_selector.insert("zone".into(), "z".into());
+    let d = schedule_from(&p, &snap, &default_plugins(), 0);
+    assert_eq!(d.placement, Placement::Node("n003".into()));
+    assert_eq!(d.examined, 30, "only the 30 nodes of zone z");
+    // Starting at n013 (zone z, not ready): it is rejected, the other 29 tie, the first name wins.
+    let d = schedule_from(&p, &snap, &default_plugins(), 1);
+    assert_eq!(d.placement, Placement::Node("n003".into()));
+    assert_eq!(d.examined, 30);
+    // When none of them fits, every node is examined so the summary covers the cluster.
+    let mut huge = p.clone();
+    huge.spec.containers[0]
+        .resources
+        .requests
+        .insert("memory".into(), "1Ti".into());
+    match schedule_from(&huge, &snap, &default_plugins(), 0).placement {
+        Placement::Unschedulable { summary, per_node } => {
+            assert_eq!(per_node.len(), 300);
+            assert_eq!(
+                summary,
+                "0/300 nodes are available: 270 node(s) didn't match Pod's node affinity/selector, 29 Insufficient memory, 1 node(s) were not ready."
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
