@@ -2,6 +2,9 @@
 //! from a pod's creation to its bind, on a real single-server control plane (raft on redb in
 //! a temporary directory) with 1,000 and 5,000 simulated nodes (Node objects that register and
 //! stay Ready, with no agent behind them); beside it, kube-scheduler's published CI gate.
+//! Each size runs twice: with raft, the store and the scheduler alone (what scheduler_perf
+//! runs: an API server and the scheduler), and with the whole control plane of `server::start`
+//! (controllers, endpoints and node lifecycle watching the same changes).
 //!
 //! `cargo bench --bench scheduler` (env `NODES`, default `1000,5000`; `INIT_PODS`, default
 //! 1000; `PODS`, default 3000; `PACED_PODS`, default 300). Prints Markdown tables.
@@ -16,6 +19,8 @@ use edge_api::{Node, Pod};
 use edge_control::apiserver::objects::{normalize, plan_apply};
 use edge_control::context::{ControlPlane, ServerOptions};
 use edge_control::scheduler::{default_plugins, schedule_from, Placement, Snapshot};
+use edge_control::pki::ClusterPki;
+use edge_control::raft::{QuicNetwork, RaftNode};
 use edge_control::server::{start, ServerConfig};
 use edge_control::store::{Command, CommandResult};
 use std::collections::{BTreeMap, HashMap};
@@ -194,6 +199,7 @@ fn cpu_time() -> Duration {
 }
 
 struct Figures {
+    plane: Plane,
     nodes: usize,
     pods: usize,
     rate: f64,
@@ -298,20 +304,67 @@ async fn decision_costs(cp: &ControlPlane) -> Vec<(&'static str, Duration)> {
     out
 }
 
-async fn run(nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
+/// What runs beside raft and the store.
+#[derive(Clone, Copy, PartialEq)]
+enum Plane {
+    /// `server::start`: the API endpoint, scheduler, node lifecycle, controllers, endpoints.
+    Full,
+    /// Raft on redb, the store and the scheduler loop alone: what scheduler_perf runs
+    /// (an API server and the scheduler, no controllers).
+    SchedulerOnly,
+}
+
+impl Plane {
+    fn name(self) -> &'static str {
+        match self {
+            Plane::Full => "whole control plane",
+            Plane::SchedulerOnly => "raft + store + scheduler",
+        }
+    }
+}
+
+fn options() -> ServerOptions {
+    ServerOptions {
+        // No agents: the benchmark heartbeats for them as well, below.
+        node_grace_period: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// Starts a single-server control plane in `dir`.
+async fn start_plane(plane: Plane, dir: &std::path::Path) -> Arc<ControlPlane> {
+    if plane == Plane::Full {
+        let server = start(ServerConfig {
+            data_dir: dir.to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            options: options(),
+        })
+        .await
+        .expect("control plane starts");
+        return server.control.clone();
+    }
+    let pki = Arc::new(ClusterPki::load_or_create(&dir.join("pki")).expect("pki"));
+    let endpoint = quinn::Endpoint::server(
+        pki.server_config().expect("tls"),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("endpoint");
+    let addr = endpoint.local_addr().expect("addr").to_string();
+    let network = QuicNetwork::new(endpoint, pki.peer_client_config().expect("tls"));
+    let raft = RaftNode::start(1, addr, &dir.join("control.redb"), network)
+        .await
+        .expect("raft");
+    raft.initialize_single().await.expect("initialize");
+    raft.wait_leader(Duration::from_secs(30)).await.expect("leader");
+    let cp = ControlPlane::new(Arc::new(raft), pki, options());
+    cp.ensure_builtin_namespaces().await.expect("namespaces");
+    tokio::spawn(edge_control::scheduler::run::run(cp.clone()));
+    cp
+}
+
+async fn run(plane: Plane, nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        options: ServerOptions {
-            // No agents: the benchmark heartbeats for them as well, below.
-            node_grace_period: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    })
-    .await
-    .expect("control plane starts");
-    let cp = server.control.clone();
+    let cp = start_plane(plane, dir.path()).await;
     let timeline = follow(&cp);
 
     let node_objects: Vec<Object> = (0..nodes).map(node).collect();
@@ -360,8 +413,9 @@ async fn run(nodes: usize, init: usize, pods: usize, paced: usize) -> Figures {
 
     verify(&cp).await;
     let decisions = decision_costs(&cp).await;
-    server.shutdown().await;
+    cp.raft.shutdown().await;
     Figures {
+        plane,
         nodes,
         pods,
         rate: pods as f64 / window,
@@ -396,17 +450,23 @@ fn main() {
         .build()
         .expect("runtime");
     let mut all = Vec::new();
-    for &n in &nodes {
-        eprintln!("{n} nodes: {init} initial pods, {pods} measured, {paced} paced ...");
-        all.push(rt.block_on(run(n, init, pods, paced)));
+    for plane in [Plane::SchedulerOnly, Plane::Full] {
+        for &n in &nodes {
+            eprintln!(
+                "{}, {n} nodes: {init} initial pods, {pods} measured, {paced} paced ...",
+                plane.name()
+            );
+            all.push(rt.block_on(run(plane, n, init, pods, paced)));
+        }
     }
     println!(
-        "\n| nodes | measured pods | edge placements/s | kube-scheduler CI gate (5,000 nodes) | edge / gate | p50 created -> bound | p99 created -> bound | CPU cores used |"
+        "\n| control plane | nodes | measured pods | edge placements/s | kube-scheduler CI gate (5,000 nodes) | edge / gate | p50 created -> bound | p99 created -> bound | CPU cores used |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for f in &all {
         println!(
-            "| {} | {} | {:.0} | {GATE_LOW:.0}-{GATE_HIGH:.0} | {:.2}-{:.2} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {GATE_LOW:.0}-{GATE_HIGH:.0} | {:.2}-{:.2} | {} | {} | {:.2} |",
+            f.plane.name(),
             f.nodes,
             f.pods,
             f.rate,
@@ -417,11 +477,12 @@ fn main() {
             f.cores
         );
     }
-    println!("\n| nodes | pods created per second (burst, {CREATE_BATCH} per raft entry) | paced: pods/s through `create` | paced p50 | paced p99 |");
-    println!("|---|---|---|---|---|");
+    println!("\n| control plane | nodes | pods created per second (burst, {CREATE_BATCH} per raft entry) | paced: pods/s through `create` | paced p50 | paced p99 |");
+    println!("|---|---|---|---|---|---|");
     for f in &all {
         println!(
-            "| {} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {} | {} |",
+            f.plane.name(),
             f.nodes,
             f.created_rate,
             f.paced_rate,
@@ -431,7 +492,7 @@ fn main() {
     }
     println!("\n| nodes | one decision (`schedule_from`), by kind of pod |");
     println!("|---|---|");
-    for f in &all {
+    for f in all.iter().filter(|f| f.plane == Plane::SchedulerOnly) {
         let kinds: Vec<String> = f
             .decisions
             .iter()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{get, load, next, request, runtime, runtime_with, serve, Captured};
 use edge_runtime::{
     AllocatorKind, AllocatorPreference, ComponentKind, HandlerFailure, HttpSpec, NetworkGrants,
-    RuntimeError,
+    RuntimeError, KEEP_RESIDENT_BYTES,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -128,6 +128,46 @@ async fn memory_hog_gets_500_and_a_memory_failure() {
     }
     // The next request gets a fresh instance: the pod is not broken.
     assert_eq!(get(addr, "/").await.status, 200);
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_pool_slots_keep_a_bounded_clean_copy_of_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let hello = load(&rt, "http-hello").await;
+    let spec = HttpSpec {
+        memory_limit_bytes: Some(8 * 1024 * 1024),
+        ..HttpSpec::default()
+    };
+    let handler = rt
+        .http_handler(&hello, spec, Arc::new(Captured::default()))
+        .unwrap();
+    let (addr, server) = serve(&handler).await;
+
+    // A guest that dirties megabytes, then ordinary requests on the slots it used: each
+    // starts from the component's image again, whatever the previous instance wrote.
+    assert_eq!(get(addr, "/oom").await.status, 500);
+    for _ in 0..10 {
+        let reply = get(addr, "/").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(
+            reply.body.starts_with("hello from edge http\n"),
+            "{reply:?}"
+        );
+    }
+    let usage = rt.pool_usage().expect("pooling");
+    assert_eq!(usage.component_instances, 0, "{usage:?}");
+    // Sequential requests use a slot or two; each keeps at most the bound, far below the
+    // megabytes the hog dirtied.
+    assert!(
+        usage.idle_resident_bytes <= 4 * KEEP_RESIDENT_BYTES,
+        "{usage:?}"
+    );
+    // Where the kernel lists dirty pages, slots do keep them (the fast path is on).
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        assert!(usage.idle_resident_bytes > 0, "{usage:?}");
+    }
     server.abort();
 }
 

@@ -41,6 +41,8 @@ pub(super) async fn serve(proxy: Proxy, key: RouteKey, stream: TcpStream, peer: 
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A client may end its side after the request and still wait for the answer.
+        .half_close(true)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

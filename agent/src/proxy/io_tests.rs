@@ -310,7 +310,8 @@ async fn a_local_http_pod_gets_requests_without_a_socket() {
         )
     });
     let digest = edge_api::wire::blob_digest(&wasm);
-    let component = runtime.load(&digest, &wasm).await.unwrap();
+    let hex = digest.trim_start_matches("sha256:");
+    let component = runtime.load(hex, &wasm).await.unwrap();
     struct Null;
     impl edge_runtime::OutputSink for Null {
         fn write(&self, _: edge_runtime::OutputStream, _: &[u8]) {}
