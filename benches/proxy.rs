@@ -67,7 +67,19 @@ fn sink_backend() -> SocketAddr {
     })
 }
 
-fn serve(handle: fn(TcpStream)) -> SocketAddr {
+/// Answers every read with one byte, its tag (which backend a connection reached).
+fn tagged_backend(tag: u8) -> SocketAddr {
+    serve(move |mut s| {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&[tag]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn serve(handle: impl Fn(TcpStream) + Send + Copy + 'static) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind backend");
     let addr = l.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -225,13 +237,8 @@ kind: Service
 metadata: {{name: {name}}}
 spec: {{type: NodePort, ports: [{{name: '{port_name}', port: 9000}}]}}
 ---
-apiVersion: edge.dev/v1
-kind: Endpoints
-metadata: {{name: {name}}}
-subsets: [{{addresses: [{{ip: '{}'}}], ports: [{{name: '{port_name}', port: {}}}]}}]
-",
-        backend.ip(),
-        backend.port()
+{}",
+        endpoints_yaml(name, port_name, backend)
     );
     let file = write_manifest(c.home.path(), &format!("{name}.yaml"), &text);
     c.ok(&["apply", "-f", &file]);
@@ -241,6 +248,61 @@ subsets: [{{addresses: [{{ip: '{}'}}], ports: [{{name: '{port_name}', port: {}}}
         .as_u64()
         .expect("node port") as u16;
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn endpoints_yaml(name: &str, port_name: &str, backend: SocketAddr) -> String {
+    format!(
+        "apiVersion: edge.dev/v1
+kind: Endpoints
+metadata: {{name: {name}}}
+subsets: [{{addresses: [{{ip: '{}'}}], ports: [{{name: '{port_name}', port: {}}}]}}]
+",
+        backend.ip(),
+        backend.port()
+    )
+}
+
+/// The tag a new connection to `front` reaches, if any.
+fn tag_at(front: SocketAddr) -> Option<u8> {
+    let mut s = TcpStream::connect(front).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"?").ok()?;
+    let mut tag = [0u8; 1];
+    s.read_exact(&mut tag).ok()?;
+    Some(tag[0])
+}
+
+/// From `edgectl apply` of Endpoints naming the other backend to the node port routing new
+/// connections there, `switches` times (the CLI start and the raft write are included).
+fn endpoint_switches(c: &Cluster, switches: usize) -> Vec<Duration> {
+    let backends = [(tagged_backend(b'A'), b'A'), (tagged_backend(b'B'), b'B')];
+    let front = edge_service(c, "bench-switch", "tcp", backends[0].0);
+    wait_for(
+        "the switch service to route",
+        Duration::from_secs(60),
+        || (tag_at(front) == Some(b'A')).then_some(()),
+    );
+    let mut samples = Vec::new();
+    for i in 0..switches {
+        let (to, tag) = backends[(i + 1) % 2];
+        let file = write_manifest(
+            c.home.path(),
+            "switch.yaml",
+            &endpoints_yaml("bench-switch", "tcp", to),
+        );
+        let t0 = Instant::now();
+        c.ok(&["apply", "-f", &file]);
+        while tag_at(front) != Some(tag) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the switch never took effect"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        samples.push(t0.elapsed());
+    }
+    samples.sort();
+    samples
 }
 
 fn us(d: Duration) -> String {
@@ -343,6 +405,7 @@ fn main() {
     });
     let figures = measure_all(&paths, rounds, pings, conns);
     let direct = &figures[0];
+    let switches = endpoint_switches(&c, env("SWITCHES", 20));
 
     println!("\n### One proxy hop on loopback ({pings} round trips, {conns} connections, {bulk} MiB bulk, {rounds} interleaved rounds)\n");
     if let Some((_, _, _, v)) = &ha {
@@ -391,4 +454,10 @@ fn main() {
     } else {
         println!("\nHAProxy is not installed (apt-get install -y haproxy): no peer figures");
     }
+    println!(
+        "\nEndpoints change -> the node port routes to the new backend ({} switches, `edgectl apply` included): p50 {}, p99 {}",
+        switches.len(),
+        common::ms(percentile(&switches, 0.5)),
+        common::ms(percentile(&switches, 0.99))
+    );
 }

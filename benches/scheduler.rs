@@ -18,9 +18,9 @@ use edge_api::wire::EventType;
 use edge_api::{Node, Pod};
 use edge_control::apiserver::objects::{normalize, plan_apply};
 use edge_control::context::{ControlPlane, ServerOptions};
-use edge_control::scheduler::{default_plugins, schedule_from, Placement, Snapshot};
 use edge_control::pki::ClusterPki;
 use edge_control::raft::{QuicNetwork, RaftNode};
+use edge_control::scheduler::{default_plugins, schedule_from, Placement, Snapshot};
 use edge_control::server::{start, ServerConfig};
 use edge_control::store::{Command, CommandResult};
 use std::collections::{BTreeMap, HashMap};
@@ -63,9 +63,12 @@ fn node(i: usize) -> Object {
         n.status.capacity.insert(k.into(), v.into());
         n.status.allocatable.insert(k.into(), v.into());
     }
-    n.status
-        .conditions
-        .push(edge_api::meta::Condition::new("Ready", true, "Simulated", ""));
+    n.status.conditions.push(edge_api::meta::Condition::new(
+        "Ready",
+        true,
+        "Simulated",
+        "",
+    ));
     Object::Node(n)
 }
 
@@ -73,7 +76,8 @@ fn node(i: usize) -> Object {
 /// on a zone and two a DoNotSchedule spread over zones, so those filters and scores run too.
 fn pod(prefix: &str, i: usize) -> Object {
     let name = format!("{prefix}-{i:06}");
-    let resources = "resources: {requests: {cpu: 100m, memory: 500Mi}, limits: {cpu: 100m, memory: 500Mi}}";
+    let resources =
+        "resources: {requests: {cpu: 100m, memory: 500Mi}, limits: {cpu: 100m, memory: 500Mi}}";
     let extra = match i % 10 {
         0 | 5 => format!("  nodeSelector: {{topology.kubernetes.io/zone: zone-{}}}\n", i % ZONES),
         1 | 6 => format!(
@@ -251,16 +255,32 @@ async fn verify(cp: &ControlPlane) {
         let node = p.spec.node_name.as_deref().expect("every pod is bound");
         *per_node.entry(node).or_default() += 1;
         if let Some(z) = p.spec.node_selector.get("topology.kubernetes.io/zone") {
-            assert_eq!(*z, format!("zone-{}", zone(node)), "{} ignored its nodeSelector", p.metadata.name);
+            assert_eq!(
+                *z,
+                format!("zone-{}", zone(node)),
+                "{} ignored its nodeSelector",
+                p.metadata.name
+            );
         }
-        if let Some(app) = p.metadata.labels.get("app").filter(|a| a.starts_with("spread-")) {
+        if let Some(app) = p
+            .metadata
+            .labels
+            .get("app")
+            .filter(|a| a.starts_with("spread-"))
+        {
             spread.entry(app).or_default()[zone(node)] += 1;
         }
     }
-    assert!(per_node.values().all(|&n| n <= 65), "a node is overcommitted");
+    assert!(
+        per_node.values().all(|&n| n <= 65),
+        "a node is overcommitted"
+    );
     for (app, counts) in spread {
         let (min, max) = (counts.iter().min(), counts.iter().max());
-        assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{app} is skewed: {counts:?}");
+        assert!(
+            max.zip(min).is_some_and(|(a, b)| a - b <= 1),
+            "{app} is skewed: {counts:?}"
+        );
     }
 }
 
@@ -355,7 +375,9 @@ async fn start_plane(plane: Plane, dir: &std::path::Path) -> Arc<ControlPlane> {
         .await
         .expect("raft");
     raft.initialize_single().await.expect("initialize");
-    raft.wait_leader(Duration::from_secs(30)).await.expect("leader");
+    raft.wait_leader(Duration::from_secs(30))
+        .await
+        .expect("leader");
     let cp = ControlPlane::new(Arc::new(raft), pki, options());
     cp.ensure_builtin_namespaces().await.expect("namespaces");
     tokio::spawn(edge_control::scheduler::run::run(cp.clone()));
@@ -443,7 +465,10 @@ fn main() {
     );
     // RUST_LOG=edge_control=debug shows the scheduler's refused binds and the like.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,7 +19,19 @@ use tracing::{debug, warn};
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a removed backend may keep answering on an open connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-const BUFFER: usize = 64 << 10;
+/// Copy buffers start small (many idle connections on a small box) and grow while reads fill
+/// them (a bulk transfer), up to the largest.
+const BUFFER_FIRST: usize = 16 << 10;
+const BUFFER_MAX: usize = 256 << 10;
+
+/// The buffer size after a read of `n` bytes into `len`: doubled when the read filled it.
+fn next_buffer_len(len: usize, n: usize) -> usize {
+    if n == len {
+        (len * 2).min(BUFFER_MAX)
+    } else {
+        len
+    }
+}
 
 pub(super) async fn forward(
     proxy: &Proxy,
@@ -96,7 +108,7 @@ async fn upstream(
     addr: SocketAddr,
     draining: watch::Sender<bool>,
 ) {
-    let mut buf = vec![0u8; BUFFER];
+    let mut buf = vec![0u8; BUFFER_FIRST];
     // Armed once, not per read: the copy loop stays a plain read/write.
     let removed = backend_removed(&mut table, key, addr);
     tokio::pin!(removed);
@@ -109,6 +121,7 @@ async fn upstream(
                     if to.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
+                    buf.resize(next_buffer_len(buf.len(), n), 0);
                 }
             },
             () = &mut removed => {
@@ -144,7 +157,7 @@ async fn downstream(
     mut draining: watch::Receiver<bool>,
 ) {
     let copy = async {
-        let mut buf = vec![0u8; BUFFER];
+        let mut buf = vec![0u8; BUFFER_FIRST];
         loop {
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -152,6 +165,7 @@ async fn downstream(
                     if to.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
+                    buf.resize(next_buffer_len(buf.len(), n), 0);
                 }
             }
         }
@@ -168,4 +182,19 @@ async fn downstream(
         () = deadline => {}
     }
     let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_grow_only_while_reads_fill_them() {
+        assert_eq!(next_buffer_len(BUFFER_FIRST, 100), BUFFER_FIRST);
+        assert_eq!(
+            next_buffer_len(BUFFER_FIRST, BUFFER_FIRST),
+            2 * BUFFER_FIRST
+        );
+        assert_eq!(next_buffer_len(BUFFER_MAX, BUFFER_MAX), BUFFER_MAX);
+    }
 }

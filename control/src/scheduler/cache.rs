@@ -148,9 +148,8 @@ impl Cache {
             return;
         }
         // Only the status changed (e.g. the scheduler's own "Unschedulable" note): no retry.
-        let same_wish = previous.is_some_and(|old| {
-            old.spec == pod.spec && old.metadata.labels == pod.metadata.labels
-        });
+        let same_wish = previous
+            .is_some_and(|old| old.spec == pod.spec && old.metadata.labels == pod.metadata.labels);
         if same_wish && self.unschedulable.contains(&key) {
             return;
         }

@@ -27,6 +27,8 @@ const MAX_BATCH: usize = 512;
 /// A batch goes out after this much deciding even if more pods wait, so that the first pods
 /// of a burst are not held back by the last.
 const BATCH_TIME: Duration = Duration::from_millis(20);
+/// How often the loop looks again without news: leadership, held-back pods.
+const TICK: Duration = Duration::from_millis(100);
 /// Unschedulable pods are retried on cluster changes, and at least this often.
 const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 
@@ -91,7 +93,8 @@ async fn lead(cp: &Arc<ControlPlane>) -> Result<(), ApiError> {
         done,
     };
     let mut retry = tokio::time::interval(RETRY_UNSCHEDULABLE);
-    let mut leadership = tokio::time::interval(Duration::from_millis(500));
+    // Also wakes a pod held back because the cache was mid-way through a raft entry's changes.
+    let mut tick = tokio::time::interval(TICK);
     loop {
         while let Ok(outcome) = outcomes.try_recv() {
             s.finish(outcome)?;
@@ -109,7 +112,7 @@ async fn lead(cp: &Arc<ControlPlane>) -> Result<(), ApiError> {
             },
             Some(outcome) = outcomes.recv() => s.finish(outcome)?,
             _ = retry.tick() => s.cache.requeue_unschedulable(|_| true),
-            _ = leadership.tick() => {
+            _ = tick.tick() => {
                 if !cp.raft.is_leader() {
                     return Ok(());
                 }
@@ -306,7 +309,12 @@ impl Scheduler {
     fn scheduled(&mut self, pod: &Pod, node: &str) {
         info!(pod = %pod_key(pod), node, "scheduled");
         let msg = format!("Successfully assigned {} to {node}", pod_key(pod));
-        self.writes.push(crate::events::scheduler_event(pod, false, "Scheduled", &msg));
+        self.writes.push(crate::events::scheduler_event(
+            pod,
+            false,
+            "Scheduled",
+            &msg,
+        ));
     }
 
     /// No node can take `pod`: record why on the pod, as kube-scheduler does, when the reason

@@ -481,7 +481,10 @@ mod tests {
                 "{result:?}"
             );
         }
-        assert!(rejection(&results[2]).contains("changed after"), "{results:?}");
+        assert!(
+            rejection(&results[2]).contains("changed after"),
+            "{results:?}"
+        );
         assert_eq!(rejected_code(&results[3]), Some(ErrorCode::Invalid));
         let revs: Vec<u64> = ev.iter().map(|e| e.resource_version).collect();
         assert_eq!(revs, vec![7, 7]);

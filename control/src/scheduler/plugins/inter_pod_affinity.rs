@@ -104,9 +104,11 @@ fn selected<'a>(
     namespaces.sort_unstable();
     namespaces.dedup();
     let selector = term.label_selector.as_ref();
-    namespaces
-        .into_iter()
-        .flat_map(move |ns| selector.into_iter().flat_map(move |s| snap.pods_selected(ns, s)))
+    namespaces.into_iter().flat_map(move |ns| {
+        selector
+            .into_iter()
+            .flat_map(move |s| snap.pods_selected(ns, s))
+    })
 }
 
 impl Plugin for InterPodAffinity {

@@ -56,7 +56,10 @@ fn an_assumed_pod_counts_at_once_so_the_next_decision_goes_elsewhere() {
         Placement::Node("b".into()),
         "a is full once p is assumed on it"
     );
-    assert!(cache.pop(10).is_none(), "an assumed pod is not handed out again");
+    assert!(
+        cache.pop(10).is_none(),
+        "an assumed pod is not handed out again"
+    );
 }
 
 #[test]
@@ -66,7 +69,11 @@ fn the_watch_confirms_an_assumed_pod_without_counting_it_twice() {
     cache.assume(&p, "a");
     let mut committed = (*p).clone();
     committed.spec.node_name = Some("a".into());
-    cache.apply(&event(EventType::Modified, Object::Pod(at(committed, 11)), 11));
+    cache.apply(&event(
+        EventType::Modified,
+        Object::Pod(at(committed, 11)),
+        11,
+    ));
     assert_eq!(cache.assumed("default/p"), None, "confirmed");
     assert_eq!(requested_memory(&cache, "a"), 600 << 20);
     assert_eq!(cache.snapshot().placement("default/p"), Some("a"));
@@ -85,7 +92,10 @@ fn a_failed_bind_is_forgotten_and_the_pod_queued_again_first() {
     assert_eq!(requested_memory(&cache, "a"), 0);
     assert_eq!(cache.assumed("default/p"), None);
     assert_eq!(cache.snapshot().placement("default/p"), None);
-    assert_eq!(cache.pop(10).map(|p| p.metadata.name.clone()).as_deref(), Some("p"));
+    assert_eq!(
+        cache.pop(10).map(|p| p.metadata.name.clone()).as_deref(),
+        Some("p")
+    );
 }
 
 #[test]
@@ -96,7 +106,10 @@ fn a_pod_deleted_while_assumed_is_not_queued_again() {
     cache.apply(&event(EventType::Deleted, Object::Pod((*p).clone()), 11));
     assert_eq!(requested_memory(&cache, "a"), 0);
     cache.forget("default/p");
-    assert_eq!(cache.pop(11).map(|p| p.metadata.name.clone()).as_deref(), Some("q"));
+    assert_eq!(
+        cache.pop(11).map(|p| p.metadata.name.clone()).as_deref(),
+        Some("q")
+    );
     assert!(cache.pop(11).is_none());
 }
 
@@ -113,8 +126,14 @@ fn events_already_in_the_listing_are_skipped_and_newer_pods_wait_for_their_revis
     cache.pop(10);
     let r = at(pod("r", "", "", None), 12);
     cache.apply(&event(EventType::Added, Object::Pod(r), 12));
-    assert!(cache.pop(11).is_none(), "a bind naming 11 would be stale for r");
-    assert_eq!(cache.pop(12).map(|p| p.metadata.name.clone()).as_deref(), Some("r"));
+    assert!(
+        cache.pop(11).is_none(),
+        "a bind naming 11 would be stale for r"
+    );
+    assert_eq!(
+        cache.pop(12).map(|p| p.metadata.name.clone()).as_deref(),
+        Some("r")
+    );
 }
 
 #[test]
@@ -184,7 +203,11 @@ fn a_node_that_leaves_and_returns_gets_its_pods_back() {
     cache.apply(&event(EventType::Deleted, Object::Node(a.clone()), 6));
     assert_eq!(cache.snapshot().len(), 1);
     assert!(cache.snapshot().node_named("a").is_none());
-    assert_eq!(cache.snapshot().node(0).name(), "b", "b moved into a's slot");
+    assert_eq!(
+        cache.snapshot().node(0).name(),
+        "b",
+        "b moved into a's slot"
+    );
     cache.apply(&event(EventType::Added, Object::Node(a), 7));
     assert_eq!(requested_memory(&cache, "a"), 600 << 20);
 }
@@ -205,7 +228,11 @@ fn the_cache_snapshot_decides_like_a_fresh_one() {
         at(pod("big", "1", "700Mi", Some("c")), 4),
     ];
     for (i, p) in bound_pods.iter().enumerate() {
-        cache.apply(&event(EventType::Added, Object::Pod(p.clone()), 2 + i as u64));
+        cache.apply(&event(
+            EventType::Added,
+            Object::Pod(p.clone()),
+            2 + i as u64,
+        ));
     }
     let new = pod_with(
         "w3",
@@ -247,7 +274,9 @@ fn the_label_index_follows_pods_that_move_change_labels_or_leave() {
     assert!(found(&snap, "web").is_empty());
     assert_eq!(found(&snap, "db"), [("b".to_string(), "w1".to_string())]);
     assert!(
-        snap.pods_selected("other", &selector("db")).next().is_none(),
+        snap.pods_selected("other", &selector("db"))
+            .next()
+            .is_none(),
         "namespaced"
     );
     let mut zones: Vec<&str> = snap.domains("zone").collect();
@@ -256,5 +285,9 @@ fn the_label_index_follows_pods_that_move_change_labels_or_leave() {
     snap.remove_node("a");
     assert_eq!(snap.domains("zone").collect::<Vec<_>>(), ["y"]);
     snap.set_node(Arc::new(big("b", &[("zone", "z")])));
-    assert_eq!(snap.domains("zone").collect::<Vec<_>>(), ["z"], "relabelled node");
+    assert_eq!(
+        snap.domains("zone").collect::<Vec<_>>(),
+        ["z"],
+        "relabelled node"
+    );
 }

@@ -431,7 +431,11 @@ fn a_sampled_decision_starts_where_the_last_one_stopped() {
     // The next pod looks at the following nodes, wrapping around the end.
     let next = schedule_from(&p, &snap, &plugins, 250);
     assert_eq!(next.examined, 144);
-    assert_eq!(next.placement, Placement::Node("n000".into()), "wrapped past n299");
+    assert_eq!(
+        next.placement,
+        Placement::Node("n000".into()),
+        "wrapped past n299"
+    );
     let later = schedule_from(&p, &snap, &plugins, 144);
     assert_eq!(later.placement, Placement::Node("n144".into()));
     // No node fits: every node was examined, so the summary covers all of them.
@@ -441,7 +445,10 @@ fn a_sampled_decision_starts_where_the_last_one_stopped() {
     match none.placement {
         Placement::Unschedulable { summary, per_node } => {
             assert_eq!(per_node.len(), 300);
-            assert_eq!(summary, "0/300 nodes are available: 300 Insufficient memory.");
+            assert_eq!(
+                summary,
+                "0/300 nodes are available: 300 Insufficient memory."
+            );
         }
         other => panic!("{other:?}"),
     }
