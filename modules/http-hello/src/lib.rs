@@ -6,6 +6,8 @@
 //! - `GET|POST /echo`: echoes the request body.
 //! - `GET /spin`: loops forever without host calls (the host's deadline must stop it).
 //! - `GET /oom`: allocates until the host refuses memory.
+//! - `GET /count`: bumps a counter in linear memory and answers with it; every request gets a
+//!   fresh instance, so the answer is always 1 (the isolation tests check it).
 //! - `GET /fetch?url=http://host:port/path`: makes an outgoing wasi:http request and answers
 //!   with its status, or with the error code the host returned (for the grant tests).
 
@@ -35,6 +37,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, "/spin") => spin(),
             (Method::Get, "/oom") => oom(),
             (Method::Get, "/fetch") => fetch(&query, out),
+            (Method::Get, "/count") => count(out),
             _ => respond(out, 404, b"not found\n"),
         }
     }
@@ -52,6 +55,13 @@ fn hello(request: &IncomingRequest, out: ResponseOutparam) {
         ));
     }
     respond(out, 200, body.as_bytes());
+}
+
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn count(out: ResponseOutparam) {
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    respond(out, 200, format!("{n}\n").as_bytes());
 }
 
 fn echo(request: IncomingRequest, out: ResponseOutparam) {
