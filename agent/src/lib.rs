@@ -166,6 +166,7 @@ impl Agent {
         let allocator = sandbox::allocator(&runtime);
         let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel();
         let proxy = proxy::Proxy::new(&config.node_name, config.node_ip);
+        proxy.persist_to(dir.join("proxy.cbor"));
         let ctx = worker::WorkerContext {
             runtime,
             blobs: blobs::BlobCache::new(dir.join("components"), client.clone())?,

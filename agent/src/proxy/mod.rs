@@ -15,6 +15,7 @@ mod http;
 mod io_tests;
 mod listeners;
 mod names;
+mod persist;
 mod pool;
 pub(crate) mod portforward;
 mod proxyproto;
@@ -53,6 +54,8 @@ struct Inner {
     pool: pool::Pool,
     counters: Mutex<HashMap<RouteKey, usize>>,
     failures: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Changed since last saved (see `persist`).
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl Proxy {
                 pool: pool::Pool::default(),
                 counters: Mutex::default(),
                 failures: Mutex::default(),
+                dirty: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -186,6 +190,9 @@ impl Proxy {
         self.inner.pool.retain(&backends);
         let keys: HashSet<&RouteKey> = table.routes().map(|r| &r.key).collect();
         lock(&self.inner.counters).retain(|k, _| keys.contains(k));
+        self.inner
+            .dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops every listener (the agent is shutting down).
