@@ -447,7 +447,8 @@ async fn update_is_compare_and_swap_on_the_resource_version() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(dir.path()).await;
     let c = admin(&s).await;
-    let y = "apiVersion: edge.dev/v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {level: debug}\n";
+    let y =
+        "apiVersion: edge.dev/v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {level: debug}\n";
     let cm = edge_api::manifest::parse_documents(y, "t")
         .unwrap()
         .remove(0);
@@ -464,10 +465,7 @@ async fn update_is_compare_and_swap_on_the_resource_version() {
     let (rv, generation) = (stored.meta().resource_version, stored.meta().generation);
 
     let mut labeled = stored.clone();
-    labeled
-        .meta_mut()
-        .labels
-        .insert("team".into(), "a".into());
+    labeled.meta_mut().labels.insert("team".into(), "a".into());
     let Response::Object(after) = c
         .call(&Request::Update {
             object: labeled.clone(),
@@ -495,18 +493,13 @@ async fn update_is_compare_and_swap_on_the_resource_version() {
     if let Object::ConfigMap(cm) = &mut changed {
         cm.data.insert("level".into(), "info".into());
     }
-    let Response::Object(after2) = c
-        .call(&Request::Update { object: changed })
-        .await
-        .unwrap()
+    let Response::Object(after2) = c.call(&Request::Update { object: changed }).await.unwrap()
     else {
         panic!("update answered something else")
     };
     assert_eq!(after2.meta().generation, generation + 1, "data is spec");
-    let Response::Object(Object::ConfigMap(read)) = c
-        .call(&Request::Get { key: after2.key() })
-        .await
-        .unwrap()
+    let Response::Object(Object::ConfigMap(read)) =
+        c.call(&Request::Get { key: after2.key() }).await.unwrap()
     else {
         panic!("get answered something else")
     };
@@ -515,7 +508,10 @@ async fn update_is_compare_and_swap_on_the_resource_version() {
 
     let mut unread = after2.clone();
     unread.meta_mut().resource_version = 0;
-    let e = c.call(&Request::Update { object: unread }).await.unwrap_err();
+    let e = c
+        .call(&Request::Update { object: unread })
+        .await
+        .unwrap_err();
     assert_eq!(e.api().unwrap().code, ErrorCode::BadRequest);
     let mut gone = after2.clone();
     gone.meta_mut().name = "nothing-here".into();

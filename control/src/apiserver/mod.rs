@@ -51,9 +51,7 @@ async fn handle_connection(cp: Arc<ControlPlane>, conn: quinn::Connection) {
         }
         while let Ok((send, recv)) = conn.accept_bi().await {
             let raft = cp.raft.clone();
-            tokio::spawn(
-                async move { crate::raft::serve_raft_stream(&raft, send, recv).await },
-            );
+            tokio::spawn(async move { crate::raft::serve_raft_stream(&raft, send, recv).await });
         }
         return;
     }
@@ -190,7 +188,9 @@ async fn dispatch(
         Request::WhoAmI => whoami(identity),
         Request::Members => members::list(cp).await,
         Request::RemoveMember { id } => members::remove(cp, id).await?,
-        Request::JoinServer { secret, address } => members::join_server(cp, &secret, address).await?,
+        Request::JoinServer { secret, address } => {
+            members::join_server(cp, &secret, address).await?
+        }
     };
     write_frame(send, &response).await.map_err(internal)
 }

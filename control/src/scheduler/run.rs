@@ -14,6 +14,7 @@ use edge_api::meta::{condition, set_condition, Condition};
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::wire::{ApiError, ErrorCode, WatchEvent};
 use edge_api::Pod;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::TryRecvError};
@@ -57,6 +58,8 @@ struct Bind {
 struct InFlight {
     id: u64,
     binds: Vec<Bind>,
+    /// The nodes of `binds`, looked up for every decision while the batch is in flight.
+    nodes: HashSet<String>,
     /// The raft index the batch was committed at, once known.
     committed: Option<u64>,
 }
@@ -224,14 +227,22 @@ impl Scheduler {
                 snapshot_revision: revision,
             })
             .collect();
-        debug!(binds = binds.len(), writes = self.writes.len(), revision, deciding = ?began.elapsed(), "proposing a batch");
+        debug!(
+            binds = binds.len(),
+            writes = self.writes.len(),
+            revision,
+            deciding = ?began.elapsed(),
+            "proposing a batch"
+        );
         // After the binds: a note that conflicts with a bind in the same entry loses.
         commands.append(&mut self.writes);
         self.next_id += 1;
         let id = self.next_id;
+        let nodes = binds.iter().map(|b| b.node.clone()).collect();
         self.in_flight.push(InFlight {
             id,
             binds,
+            nodes,
             committed: None,
         });
         let (cp, done) = (self.cp.clone(), self.done.clone());
@@ -244,9 +255,7 @@ impl Scheduler {
     }
 
     fn busy(&self, node: &str) -> bool {
-        self.in_flight
-            .iter()
-            .any(|f| f.binds.iter().any(|b| b.node == node))
+        self.in_flight.iter().any(|f| f.nodes.contains(node))
     }
 
     /// Takes the outcome of a batch: confirmed binds stay assumed until the watch shows them,
@@ -280,8 +289,9 @@ impl Scheduler {
                     self.scheduled(&b.pod, &b.node);
                 }
                 other => {
-                    debug!(pod = %pod_key(&b.pod), node = %b.node, outcome = ?other, "bind refused; will decide again");
-                    self.cache.forget(&pod_key(&b.pod));
+                    let pod = pod_key(&b.pod);
+                    debug!(%pod, node = %b.node, outcome = ?other, "bind refused; deciding again");
+                    self.cache.forget(&pod);
                 }
             }
         }
@@ -290,12 +300,10 @@ impl Scheduler {
                 debug!(error = %e, "a scheduler write was refused");
             }
         }
-        // Nodes stay busy until the cache has the batch: binds to them must name its index.
         match committed {
-            Some(at) => {
-                self.in_flight[i].binds = binds;
-                self.in_flight[i].committed = Some(at);
-            }
+            // Its nodes stay busy until the cache has the batch: binds to them must name its
+            // index or a later one.
+            Some(at) => self.in_flight[i].committed = Some(at),
             None => {
                 self.in_flight.remove(i);
             }
@@ -303,9 +311,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The bind of `pod` to `node` is committed. (The place to record a `Scheduled` Event:
-    /// push its write onto `self.writes` so it rides in the next batch rather than costing a
-    /// raft entry per placement.)
+    /// The bind of `pod` to `node` is committed. Its `Scheduled` Event rides in the next batch
+    /// (a raft entry per placement would cost more than the placement).
     fn scheduled(&mut self, pod: &Pod, node: &str) {
         info!(pod = %pod_key(pod), node, "scheduled");
         let msg = format!("Successfully assigned {} to {node}", pod_key(pod));
@@ -319,7 +326,7 @@ impl Scheduler {
 
     /// No node can take `pod`: record why on the pod, as kube-scheduler does, when the reason
     /// changed. The note rides in the next batch and is refused if the pod changed meanwhile.
-    /// (The place to record a `FailedScheduling` Event, the same way.)
+    /// Its `FailedScheduling` Event rides along the same way.
     fn unschedulable(&mut self, pod: &Pod, summary: &str) {
         let current = condition(&pod.status.conditions, "PodScheduled");
         if current.is_some_and(|c| c.message == summary && !c.is_true()) {
