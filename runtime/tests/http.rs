@@ -159,7 +159,11 @@ async fn free_pool_slots_keep_a_bounded_clean_copy_of_memory() {
     // Nothing one request wrote survives into the next one's instance, even on a reused slot.
     for _ in 0..20 {
         let reply = get(addr, "/count").await;
-        assert_eq!((reply.status, reply.body.as_str()), (200, "1\n"), "{reply:?}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "1\n"),
+            "{reply:?}"
+        );
     }
     let usage = rt.pool_usage().expect("pooling");
     assert_eq!(usage.component_instances, 0, "{usage:?}");
