@@ -8,7 +8,7 @@
 //! (`BULK_MIB` MiB sent to the sink). Added latency is the proxy's figure minus direct.
 //!
 //! `cargo bench --bench proxy` (env `ROUNDS` default 30000, `CONNS` 3000, `BULK_MIB` 3072,
-//! `INTERLEAVE` 3; needs `haproxy` on PATH: `apt-get install -y haproxy`). Prints Markdown.
+//! `INTERLEAVE` 30; needs `haproxy` on PATH: `apt-get install -y haproxy`). Prints Markdown.
 
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
@@ -107,6 +107,9 @@ struct Figures {
     rtt: Vec<Duration>,
     conn: Vec<Duration>,
     mib_per_s: f64,
+    /// Per interleaved round: (RTT p50, RTT p99, connection p50, connection p99), so that a
+    /// proxy is compared with the direct path measured just before it.
+    rounds: Vec<[Duration; 4]>,
 }
 
 fn measure(
@@ -119,7 +122,7 @@ fn measure(
     let msg = [7u8; MESSAGE];
     let mut back = [0u8; MESSAGE];
     let mut s = connect(echo);
-    for _ in 0..1000 {
+    for _ in 0..200 {
         ping(&mut s, &msg, &mut back).expect("warm-up");
     }
     let mut rtt = Vec::with_capacity(pings);
@@ -153,10 +156,17 @@ fn measure(
     assert_eq!(u64::from_be_bytes(count), sent, "every byte arrived");
     rtt.sort();
     conn.sort();
+    let round = [
+        percentile(&rtt, 0.5),
+        percentile(&rtt, 0.99),
+        percentile(&conn, 0.5),
+        percentile(&conn, 0.99),
+    ];
     Figures {
         rtt,
         conn,
         mib_per_s: sent as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+        rounds: vec![round],
     }
 }
 
@@ -309,8 +319,17 @@ fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
-fn added(p: &Figures, direct: &Figures, q: f64, pick: fn(&Figures) -> &Vec<Duration>) -> Duration {
-    percentile(pick(p), q).saturating_sub(percentile(pick(direct), q))
+/// The median over rounds of (this path's figure - the direct path's figure in the same round),
+/// in µs; `which` indexes `Figures::rounds`. Negative when noise outweighs the hop.
+fn added(p: &Figures, direct: &Figures, which: usize) -> f64 {
+    let mut d: Vec<f64> = p
+        .rounds
+        .iter()
+        .zip(&direct.rounds)
+        .map(|(a, b)| (a[which].as_secs_f64() - b[which].as_secs_f64()) * 1e6)
+        .collect();
+    d.sort_by(|a, b| a.total_cmp(b));
+    d.get(d.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Where to reach the backend one way: (echo, sink).
@@ -331,6 +350,7 @@ fn measure_all(paths: &[Path], rounds: usize, pings: usize, conns: usize) -> Vec
             rtt: Vec::new(),
             conn: Vec::new(),
             mib_per_s: 0.0,
+            rounds: Vec::new(),
         })
         .collect();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
@@ -345,6 +365,7 @@ fn measure_all(paths: &[Path], rounds: usize, pings: usize, conns: usize) -> Vec
             );
             out[i].rtt.extend(f.rtt);
             out[i].conn.extend(f.conn);
+            out[i].rounds.extend(f.rounds);
             rates[i].push(f.mib_per_s);
         }
     }
@@ -361,7 +382,7 @@ fn main() {
     let pings = env("ROUNDS", 30_000);
     let conns = env("CONNS", 3_000);
     let bulk = env("BULK_MIB", 3072);
-    let rounds = env("INTERLEAVE", 3).max(1);
+    let rounds = env("INTERLEAVE", 30).max(1);
     let (echo, sink) = (echo_backend(), sink_backend());
 
     let c = Cluster::start(&[]);
@@ -374,6 +395,7 @@ fn main() {
     wait_echo(edge_echo, "the edge proxy to forward");
     // The default: the first bytes are sniffed for HTTP before the stream is spliced.
     let detect_echo = edge_service(&c, "bench-detect", "", echo);
+    let detect_sink = edge_service(&c, "bench-detect-sink", "", sink);
     wait_echo(detect_echo, "the edge proxy (detecting) to forward");
     let ha = haproxy(echo, sink);
 
@@ -400,8 +422,8 @@ fn main() {
     paths.push(Path {
         name: "edge proxy (detecting)",
         echo: detect_echo,
-        sink: edge_sink,
-        bulk_mib: bulk / 4,
+        sink: detect_sink,
+        bulk_mib: bulk,
     });
     let figures = measure_all(&paths, rounds, pings, conns);
     let direct = &figures[0];
@@ -424,31 +446,37 @@ fn main() {
             f.mib_per_s
         );
     }
-    println!("\n| added by one hop | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk / direct |");
+    println!("\nAdded by one hop: per round, the path's percentile minus the direct path's in the same round; the median over rounds.\n");
+    println!("| added by one hop | RTT p50 | RTT p99 | connection p50 | connection p99 | bulk / direct |");
     println!("|---|---|---|---|---|---|");
+    let signed = |v: f64| format!("{v:.1} µs");
     for (p, f) in paths.iter().zip(&figures).skip(1) {
         println!(
             "| {} | {} | {} | {} | {} | {:.2} |",
             p.name,
-            us(added(f, direct, 0.5, |f| &f.rtt)),
-            us(added(f, direct, 0.99, |f| &f.rtt)),
-            us(added(f, direct, 0.5, |f| &f.conn)),
-            us(added(f, direct, 0.99, |f| &f.conn)),
+            signed(added(f, direct, 0)),
+            signed(added(f, direct, 1)),
+            signed(added(f, direct, 2)),
+            signed(added(f, direct, 3)),
             f.mib_per_s / direct.mib_per_s
         );
     }
     if ha.is_some() {
         let (h, e) = (&figures[1], &figures[2]);
-        let ratio = |q: f64, pick: fn(&Figures) -> &Vec<Duration>| {
-            let (e, h) = (added(e, direct, q, pick), added(h, direct, q, pick));
-            format!("{:.2}", e.as_secs_f64() / h.as_secs_f64().max(1e-9))
+        let ratio = |which: usize| {
+            let (e, h) = (added(e, direct, which), added(h, direct, which));
+            if h > 0.0 {
+                format!("{:.2}", e / h)
+            } else {
+                "n/a".to_string()
+            }
         };
         println!(
             "\nedge / HAProxy: added RTT p50 {}, p99 {}; added connection p50 {}, p99 {}; bulk {:.2}",
-            ratio(0.5, |f| &f.rtt),
-            ratio(0.99, |f| &f.rtt),
-            ratio(0.5, |f| &f.conn),
-            ratio(0.99, |f| &f.conn),
+            ratio(0),
+            ratio(1),
+            ratio(2),
+            ratio(3),
             e.mib_per_s / h.mib_per_s
         );
     } else {

@@ -33,6 +33,10 @@ use std::time::{Duration, Instant};
 const GATE_LOW: f64 = 680.0;
 const GATE_HIGH: f64 = 810.0;
 const ZONES: usize = 10;
+/// The kinds of pod in the mix, as `pod(_, i)` makes them for i = 2, 0, 1.
+const KINDS: [&str; 3] = ["plain", "nodeSelector", "zone spread"];
+/// Set in the child process that runs one configuration (`scheduler:1000`, `full:5000`).
+const ONE: &str = "SCHEDULER_BENCH_ONE";
 /// Pods per raft entry when the benchmark creates pods in bulk (the creating client's side).
 const CREATE_BATCH: usize = 100;
 
@@ -129,7 +133,7 @@ async fn create_all(cp: &ControlPlane, objects: Vec<Object>) {
 #[derive(Default)]
 struct Timeline {
     created: HashMap<String, Instant>,
-    bound: HashMap<String, (Instant, String)>,
+    bound: HashMap<String, Instant>,
 }
 
 fn follow(cp: &ControlPlane) -> Arc<Mutex<Timeline>> {
@@ -157,10 +161,8 @@ fn follow(cp: &ControlPlane) -> Arc<Mutex<Timeline>> {
             (EventType::Added, None) => {
                 t.created.insert(p.metadata.name.clone(), now);
             }
-            (EventType::Modified, Some(node)) => {
-                t.bound
-                    .entry(p.metadata.name.clone())
-                    .or_insert((now, node.clone()));
+            (EventType::Modified, Some(_)) => {
+                t.bound.entry(p.metadata.name.clone()).or_insert(now);
             }
             _ => {}
         }
@@ -214,8 +216,66 @@ struct Figures {
     paced_rate: f64,
     paced_p50: Duration,
     paced_p99: Duration,
-    /// What one `schedule_from` costs on the final cluster, per kind of pod.
-    decisions: Vec<(&'static str, Duration)>,
+    /// What one `schedule_from` costs on the final cluster, for each of `KINDS`.
+    decisions: Vec<Duration>,
+}
+
+impl Figures {
+    /// One line for the parent process.
+    fn to_line(&self) -> String {
+        let us = |d: Duration| d.as_micros().to_string();
+        let mut fields = vec![
+            "figures".to_string(),
+            self.plane.tag().into(),
+            self.nodes.to_string(),
+            self.pods.to_string(),
+            self.rate.to_string(),
+            self.created_rate.to_string(),
+            us(self.p50),
+            us(self.p99),
+            self.cores.to_string(),
+            self.paced_rate.to_string(),
+            us(self.paced_p50),
+            us(self.paced_p99),
+        ];
+        fields.extend(self.decisions.iter().map(|d| us(*d)));
+        fields.join(" ")
+    }
+
+    fn from_line(line: &str) -> Option<Figures> {
+        let f: Vec<&str> = line.strip_prefix("figures ")?.split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        let us = |i: usize| num(i).map(|v| Duration::from_micros(v as u64));
+        Some(Figures {
+            plane: Plane::from_tag(f.first()?),
+            nodes: num(1)? as usize,
+            pods: num(2)? as usize,
+            rate: num(3)?,
+            created_rate: num(4)?,
+            p50: us(5)?,
+            p99: us(6)?,
+            cores: num(7)?,
+            paced_rate: num(8)?,
+            paced_p50: us(9)?,
+            paced_p99: us(10)?,
+            decisions: (11..11 + KINDS.len()).map(us).collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// Runs one configuration in a child process and reads its figures.
+fn run_child(plane: Plane, nodes: usize) -> Figures {
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    let out = std::process::Command::new(exe)
+        .env(ONE, format!("{}:{nodes}", plane.tag()))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run a configuration");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(Figures::from_line)
+        .unwrap_or_else(|| panic!("{}:{nodes} failed ({}): {stdout}", plane.tag(), out.status))
 }
 
 fn latencies(timeline: &Timeline, names: &[String]) -> (Vec<Duration>, Instant, Instant) {
@@ -223,7 +283,7 @@ fn latencies(timeline: &Timeline, names: &[String]) -> (Vec<Duration>, Instant, 
     let (mut first, mut last) = (None::<Instant>, None::<Instant>);
     for n in names {
         let c = timeline.created[n];
-        let (b, _) = timeline.bound[n];
+        let b = timeline.bound[n];
         lat.push(b.saturating_duration_since(c));
         first = Some(first.map_or(c, |f| f.min(c)));
         last = Some(last.map_or(b, |l| l.max(b)));
@@ -286,7 +346,7 @@ async fn verify(cp: &ControlPlane) {
 
 /// The pure decision alone, timed over a snapshot of the final cluster, for each kind of pod
 /// in the mix: where a placement's CPU goes before raft.
-async fn decision_costs(cp: &ControlPlane) -> Vec<(&'static str, Duration)> {
+async fn decision_costs(cp: &ControlPlane) -> Vec<Duration> {
     let snap = cp.current().await.expect("read");
     let objects = |kind| snap.list(kind, None).expect("list");
     let nodes: Vec<Node> = objects(Kind::Node)
@@ -306,7 +366,7 @@ async fn decision_costs(cp: &ControlPlane) -> Vec<(&'static str, Duration)> {
     let view = Snapshot::new(&nodes, &pods);
     let plugins = default_plugins();
     let mut out = Vec::new();
-    for (kind, i) in [("plain", 2), ("nodeSelector", 0), ("zone spread", 1)] {
+    for (kind, i) in KINDS.into_iter().zip([2, 0, 1]) {
         let probe = match normalize(pod("probe", i)).expect("valid") {
             Object::Pod(p) => p,
             other => panic!("{other:?}"),
@@ -319,7 +379,7 @@ async fn decision_costs(cp: &ControlPlane) -> Vec<(&'static str, Duration)> {
             assert!(matches!(d.placement, Placement::Node(_)), "{kind}: {d:?}");
             start = (start + d.examined) % nodes.len();
         }
-        out.push((kind, t.elapsed() / rounds));
+        out.push(t.elapsed() / rounds);
     }
     out
 }
@@ -335,6 +395,21 @@ enum Plane {
 }
 
 impl Plane {
+    fn tag(self) -> &'static str {
+        match self {
+            Plane::Full => "full",
+            Plane::SchedulerOnly => "scheduler",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Plane {
+        if tag == "full" {
+            Plane::Full
+        } else {
+            Plane::SchedulerOnly
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Plane::Full => "whole control plane",
@@ -351,7 +426,8 @@ fn options() -> ServerOptions {
     }
 }
 
-/// Starts a single-server control plane in `dir`.
+/// Starts a single-server control plane in `dir`. (Each configuration runs in a process of
+/// its own, so nothing of one run lingers into the next.)
 async fn start_plane(plane: Plane, dir: &std::path::Path) -> Arc<ControlPlane> {
     if plane == Plane::Full {
         let server = start(ServerConfig {
@@ -453,27 +529,34 @@ async fn run(plane: Plane, nodes: usize, init: usize, pods: usize, paced: usize)
 }
 
 fn main() {
-    let nodes: Vec<usize> = std::env::var("NODES")
-        .unwrap_or_else(|_| "1000,5000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let (init, pods, paced) = (
-        env_usize("INIT_PODS", 1000),
-        env_usize("PODS", 3000),
-        env_usize("PACED_PODS", 300),
-    );
-    // RUST_LOG=edge_control=debug shows the scheduler's refused binds and the like.
+    // RUST_LOG=edge_control::scheduler=debug shows each batch the scheduler proposes.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (init, pods, paced) = (
+        env_usize("INIT_PODS", 1000),
+        env_usize("PODS", 3000),
+        env_usize("PACED_PODS", 300),
+    );
+    if let Ok(one) = std::env::var(ONE) {
+        let (tag, n) = one.split_once(':').expect("plane:nodes");
+        let nodes = n.parse().expect("a node count");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let figures = rt.block_on(run(Plane::from_tag(tag), nodes, init, pods, paced));
+        println!("{}", figures.to_line());
+        return;
+    }
+    let nodes: Vec<usize> = std::env::var("NODES")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let mut all = Vec::new();
     for plane in [Plane::SchedulerOnly, Plane::Full] {
         for &n in &nodes {
@@ -481,7 +564,7 @@ fn main() {
                 "{}, {n} nodes: {init} initial pods, {pods} measured, {paced} paced ...",
                 plane.name()
             );
-            all.push(rt.block_on(run(plane, n, init, pods, paced)));
+            all.push(run_child(plane, n));
         }
     }
     println!(
@@ -518,9 +601,9 @@ fn main() {
     println!("\n| nodes | one decision (`schedule_from`), by kind of pod |");
     println!("|---|---|");
     for f in all.iter().filter(|f| f.plane == Plane::SchedulerOnly) {
-        let kinds: Vec<String> = f
-            .decisions
+        let kinds: Vec<String> = KINDS
             .iter()
+            .zip(&f.decisions)
             .map(|(k, d)| format!("{k} {:.0} µs", d.as_secs_f64() * 1e6))
             .collect();
         println!("| {} | {} |", f.nodes, kinds.join(", "));

@@ -11,11 +11,15 @@ use edge_api::object::{Kind, Object};
 use edge_api::service::Endpoints;
 use edge_api::wire::{ApiError, ErrorCode};
 use edge_api::{Node, Pod, Service};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info};
 
 const RESCAN: Duration = Duration::from_secs(5);
+/// After a change, further changes this soon are handled by the same pass (a burst of pod
+/// updates costs a few passes, not one per pod).
+const COALESCE: Duration = Duration::from_millis(30);
 
 pub async fn run(cp: Arc<ControlPlane>) {
     let hub = cp.raft.store.watch_hub();
@@ -41,7 +45,10 @@ pub async fn run(cp: Arc<ControlPlane>) {
         loop {
             tokio::select! {
                 ev = changes.recv() => match ev {
-                    Ok(ev) if relevant(ev.object.kind()) => break,
+                    Ok(ev) if relevant(ev.object.kind()) => {
+                        tokio::time::sleep(COALESCE).await;
+                        break;
+                    }
                     Ok(_) => continue,
                     Err(_) => break,
                 },
@@ -62,22 +69,39 @@ fn relevant(kind: Kind) -> bool {
 /// loop runs again on the change that beat it).
 pub async fn pass(cp: &ControlPlane) -> Result<(), ApiError> {
     let snap = cp.current().await?;
-    let services: Vec<Service> = objects(&snap, Kind::Service, |o| match o {
+    let services: Vec<Service> = objects(&snap, Kind::Service, None, |o| match o {
         Object::Service(s) => Some(s),
         _ => None,
     })?;
-    let pods: Vec<Pod> = objects(&snap, Kind::Pod, |o| match o {
-        Object::Pod(p) => Some(p),
-        _ => None,
-    })?;
-    let nodes: Vec<Node> = objects(&snap, Kind::Node, |o| match o {
-        Object::Node(n) => Some(n),
-        _ => None,
-    })?;
-    let existing: Vec<Endpoints> = objects(&snap, Kind::Endpoints, |o| match o {
+    let existing: Vec<Endpoints> = objects(&snap, Kind::Endpoints, None, |o| match o {
         Object::Endpoints(e) => Some(e),
         _ => None,
     })?;
+    // Only the namespaces of services with a selector need their pods read: a cluster with
+    // many pods and few services must not decode every pod on every change.
+    let namespaces: BTreeSet<&str> = services
+        .iter()
+        .filter(|s| !s.spec.selector.is_empty())
+        .map(|s| s.metadata.namespace.as_str())
+        .collect();
+    if namespaces.is_empty() && existing.is_empty() {
+        return Ok(());
+    }
+    let mut pods: Vec<Pod> = Vec::new();
+    for ns in &namespaces {
+        pods.extend(objects(&snap, Kind::Pod, Some(ns), |o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })?);
+    }
+    let nodes: Vec<Node> = if namespaces.is_empty() {
+        Vec::new()
+    } else {
+        objects(&snap, Kind::Node, None, |o| match o {
+            Object::Node(n) => Some(n),
+            _ => None,
+        })?
+    };
     for action in reconcile(&services, &pods, &nodes, &existing) {
         let (cmd, what) = command(action);
         match cp.propose(cmd).await {
@@ -100,10 +124,11 @@ pub async fn pass(cp: &ControlPlane) -> Result<(), ApiError> {
 fn objects<T>(
     snap: &Snapshot,
     kind: Kind,
+    namespace: Option<&str>,
     pick: impl Fn(Object) -> Option<T>,
 ) -> Result<Vec<T>, ApiError> {
     Ok(snap
-        .list(kind, None)
+        .list(kind, namespace)
         .map_err(internal)?
         .into_iter()
         .filter_map(pick)
