@@ -47,9 +47,39 @@ pub fn classify(prefix: &[u8]) -> Option<Detected> {
     }
 }
 
+/// Whether a request head asks to switch protocols (WebSocket and the like): such a
+/// connection is spliced as TCP, since the per-request proxy does not carry upgrades.
+pub fn asks_upgrade(head: &[u8]) -> bool {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    head[..end]
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .any(|line| line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"upgrade:"))
+}
+
 /// Peeks (without consuming) until the first bytes decide, the client goes quiet for
-/// [`DETECT_TIMEOUT`], or it closes.
+/// [`DETECT_TIMEOUT`], or it closes. An HTTP/1 request head that asks for an upgrade makes
+/// the connection opaque.
 pub async fn sniff(stream: &TcpStream) -> Detected {
+    match sniff_method(stream).await {
+        Detected::Http1 => {
+            let mut head = vec![0u8; HEAD_PEEK];
+            match stream.peek(&mut head).await {
+                Ok(n) if asks_upgrade(&head[..n]) => Detected::Opaque,
+                _ => Detected::Http1,
+            }
+        }
+        other => other,
+    }
+}
+
+/// How much of a request head is looked at for an `Upgrade` header.
+const HEAD_PEEK: usize = 8 << 10;
+
+async fn sniff_method(stream: &TcpStream) -> Detected {
     let mut buf = [0u8; 8];
     let deadline = tokio::time::Instant::now() + DETECT_TIMEOUT;
     let mut seen = 0;
@@ -76,6 +106,18 @@ pub async fn sniff(stream: &TcpStream) -> Detected {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrade_requests_are_noticed_in_the_head_only() {
+        assert!(asks_upgrade(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ));
+        assert!(asks_upgrade(b"GET / HTTP/1.1\r\nupgrade: h2c\r\n"));
+        assert!(!asks_upgrade(
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nUpgrade: in the body"
+        ));
+        assert!(!asks_upgrade(b"GET /upgrade: HTTP/1.1\r\n\r\n"));
+    }
 
     #[test]
     fn first_bytes_decide() {
