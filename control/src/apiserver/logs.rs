@@ -19,30 +19,15 @@ pub async fn proxy(
     else {
         return Err(internal("logs proxy called with another request"));
     };
-    let key = ObjectKey::new(Kind::Pod, namespace, name);
-    let pod = cp.get(&super::Scope::Everything, &key).await?;
-    let node = pod
-        .as_pod()
-        .and_then(|p| p.spec.node_name.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("{key} is not scheduled to a node yet, so it has no logs"),
-            )
-        })?;
-    let conn = cp.agent_connection(&node).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node:?} is not connected; its logs are kept on the node"),
-        )
-    })?;
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}"))
-    };
-    let (mut to_agent, mut from_agent) = conn.open_bi().await.map_err(|e| unavailable(&e))?;
-    write_frame(&mut to_agent, &req)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let (mut to_agent, mut from_agent, unavailable) = open_to_agent(
+        cp,
+        &req,
+        namespace,
+        name,
+        ", so it has no logs",
+        "; its logs are kept on the node",
+    )
+    .await?;
     let _ = to_agent.finish();
     loop {
         tokio::select! {
@@ -59,4 +44,44 @@ pub async fn proxy(
             _ = send.stopped() => return Ok(()),
         }
     }
+}
+
+/// A request's error from the agent of node `node`.
+pub(super) type Unavailable = Box<dyn Fn(&dyn std::fmt::Display) -> ApiError + Send + Sync>;
+
+/// Opens a stream back over the agent link of the node running pod `namespace/name` and sends
+/// `req` on it: what logs and port-forward share. `unscheduled`/`disconnected` finish the
+/// messages for a pod with no node yet and for a node that is not connected.
+pub(super) async fn open_to_agent(
+    cp: &ControlPlane,
+    req: &Request,
+    namespace: &str,
+    name: &str,
+    unscheduled: &str,
+    disconnected: &str,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Unavailable), ApiError> {
+    let key = ObjectKey::new(Kind::Pod, namespace, name);
+    let pod = cp.get(&super::Scope::Everything, &key).await?;
+    let node = pod
+        .as_pod()
+        .and_then(|p| p.spec.node_name.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{key} is not scheduled to a node yet{unscheduled}"),
+            )
+        })?;
+    let conn = cp.agent_connection(&node).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("node {node:?} is not connected{disconnected}"),
+        )
+    })?;
+    let unavailable: Unavailable =
+        Box::new(move |e| ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}")));
+    let (mut to_agent, from_agent) = conn.open_bi().await.map_err(|e| unavailable(&e))?;
+    write_frame(&mut to_agent, req)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok((to_agent, from_agent, unavailable))
 }

@@ -3,10 +3,7 @@
 
 use super::objects::internal;
 use crate::context::ControlPlane;
-use edge_api::object::{Kind, ObjectKey};
-use edge_api::wire::{
-    read_frame, write_frame, ApiError, ErrorCode, Request, Response, MAX_FRAME_BYTES,
-};
+use edge_api::wire::{read_frame, write_frame, ApiError, Request, Response, MAX_FRAME_BYTES};
 
 pub async fn relay(
     cp: &ControlPlane,
@@ -20,30 +17,15 @@ pub async fn relay(
     else {
         return Err(internal("port-forward relay called with another request"));
     };
-    let key = ObjectKey::new(Kind::Pod, namespace, name);
-    let pod = cp.get(&super::Scope::Everything, &key).await?;
-    let node = pod
-        .as_pod()
-        .and_then(|p| p.spec.node_name.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("{key} is not scheduled to a node yet; wait until it runs"),
-            )
-        })?;
-    let conn = cp.agent_connection(&node).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node:?} is not connected, so its pods cannot be reached"),
-        )
-    })?;
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}"))
-    };
-    let (mut to_agent, mut from_agent) = conn.open_bi().await.map_err(|e| unavailable(&e))?;
-    write_frame(&mut to_agent, &req)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let (mut to_agent, mut from_agent, unavailable) = super::logs::open_to_agent(
+        cp,
+        &req,
+        namespace,
+        name,
+        "; wait until it runs",
+        ", so its pods cannot be reached",
+    )
+    .await?;
     match read_frame::<_, Response>(&mut from_agent, MAX_FRAME_BYTES).await {
         Ok(Some(Response::Ok)) => {}
         Ok(Some(Response::Error(e))) => return Err(e),
