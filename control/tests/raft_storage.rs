@@ -1,11 +1,14 @@
-//! openraft's storage conformance suite against the redb store, plus corruption handling:
-//! bytes on disk that do not decode must surface as StorageError, never as a panic.
+//! openraft's storage conformance suite against the store (write-ahead log + redb), plus what
+//! the suite does not cover: restarts, torn and damaged log files, segment rolling and
+//! deletion, and moving a log out of a store written by an older version.
 
 use edge_control::raft::storage::{RedbLogStore, RedbStateMachine, RedbStore, LOG};
-use edge_control::raft::types::{StorageError, TypeConfig};
-use openraft::storage::RaftLogStorage;
+use edge_control::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use edge_control::raft::wal::SEGMENT_BYTES;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::RaftLogReader;
+use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
+use std::path::{Path, PathBuf};
 
 /// Builds a store on a fresh temp dir; the TempDir guard keeps the directory alive for a test.
 struct Builder;
@@ -25,20 +28,188 @@ fn openraft_storage_suite() {
     Suite::test_all(Builder).expect("storage suite");
 }
 
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+/// Entries `from..to` of `term`, each carrying `payload_bytes` so segments fill quickly.
+fn entries(term: u64, from: u64, to: u64, payload_bytes: usize) -> Vec<Entry> {
+    (from..to)
+        .map(|i| Entry {
+            log_id: log_id(term, i),
+            payload: EntryPayload::Normal(edge_control::store::Command::PutBlob {
+                digest: format!("sha256:{i:064}"),
+                data: vec![7u8; payload_bytes],
+            }),
+        })
+        .collect()
+}
+
+fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join("store.wal")
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(wal_dir(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn indexes(log: &mut RedbLogStore) -> Vec<u64> {
+    log.try_get_log_entries(..)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
+}
+
+/// Opens the store in `dir`, waiting for a previous instance's writer to let go of the log.
+fn open(dir: &Path) -> RedbStore {
+    RedbStore::open(dir.join("store.redb")).expect("open store")
+}
+
 #[tokio::test]
-async fn corrupt_log_entry_is_an_error_not_a_panic() {
+async fn a_restart_finds_every_flushed_entry_the_vote_and_the_commit_point() {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("store.redb")).unwrap();
     {
+        let mut log = open(dir.path()).log_store();
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        log.blocking_append(entries(3, 0, 50, 10)).await.unwrap();
+        log.truncate(log_id(3, 40)).await.unwrap();
+        log.blocking_append(entries(4, 40, 45, 10)).await.unwrap();
+        log.save_committed(Some(log_id(4, 42))).await.unwrap();
+        log.purge(log_id(3, 9)).await.unwrap();
+    }
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(4, 42)));
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(3, 9)));
+    assert_eq!(state.last_log_id, Some(log_id(4, 44)));
+    assert_eq!(indexes(&mut log).await, (10..45).collect::<Vec<_>>());
+    let e40 = log.try_get_log_entries(40..41).await.unwrap();
+    assert_eq!(
+        e40[0].log_id,
+        log_id(4, 40),
+        "the truncated entry 40 stays replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_write_at_the_end_is_cut_off_and_writing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).log_store();
+        log.blocking_append(entries(1, 0, 10, 10)).await.unwrap();
+    }
+    // A crash in the middle of a write: the next record's header is there, its payload is not.
+    let newest = segments(dir.path()).pop().unwrap();
+    let mut torn = std::fs::read(&newest).unwrap();
+    let mut end = 0;
+    loop {
+        let len = u32::from_le_bytes(torn[end..end + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        end += 8 + len;
+    }
+    torn[end..end + 8].copy_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4]);
+    torn[end + 8..end + 20].fill(9);
+    std::fs::write(&newest, &torn).unwrap();
+
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(indexes(&mut log).await, (0..10).collect::<Vec<_>>());
+    log.blocking_append(entries(1, 10, 12, 10)).await.unwrap();
+    drop(log);
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(indexes(&mut log).await, (0..12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn damage_before_the_end_of_the_log_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).log_store();
+        log.blocking_append(entries(1, 0, 10, 10)).await.unwrap();
+    }
+    drop(open(dir.path())); // the log now spans two segments; damage the older one
+    let older = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&older).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&older, &bytes).unwrap();
+    let err = RedbStore::open(dir.path().join("store.redb"))
+        .err()
+        .expect("a damaged log must not open");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("corrupt") && msg.contains(&older.display().to_string()),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn full_segments_roll_over_and_purged_ones_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path()).log_store();
+    log.save_vote(&Vote::new(1, 1)).await.unwrap();
+    // About three segments' worth of 64 KiB entries.
+    let per_segment = SEGMENT_BYTES as usize / (64 << 10);
+    let total = 3 * per_segment as u64;
+    for i in 0..total {
+        log.blocking_append(entries(1, i, i + 1, 64 << 10))
+            .await
+            .unwrap();
+    }
+    let before = segments(dir.path()).len();
+    assert!(before >= 3, "{before} segments");
+    log.purge(log_id(1, total - 2)).await.unwrap();
+    let after = segments(dir.path()).len();
+    assert!(after < before, "purged segments stay: {before} -> {after}");
+    drop(log);
+    // The vote lived in the first segment, which is gone: it is restated in every later one.
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
+    assert_eq!(indexes(&mut log).await, vec![total - 1]);
+}
+
+#[tokio::test]
+async fn a_log_kept_in_an_older_store_file_moves_to_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
         let db = store.database();
         let txn = db.begin_write().unwrap();
-        txn.open_table(LOG)
-            .unwrap()
-            .insert(3u64, &b"\xff\x00garbage"[..])
-            .unwrap();
+        {
+            let mut log = txn.open_table(LOG).unwrap();
+            for e in entries(2, 5, 8, 10) {
+                let bytes = edge_api::codec::encode("entry", &e).unwrap();
+                log.insert(e.log_id.index, bytes.as_slice()).unwrap();
+            }
+            let mut meta = txn
+                .open_table(edge_control::raft::storage::RAFT_META)
+                .unwrap();
+            let vote = edge_api::codec::encode("vote", &Vote::new(2, 1)).unwrap();
+            meta.insert("vote", vote.as_slice()).unwrap();
+        }
         txn.commit().unwrap();
     }
-    let mut log = store.log_store();
-    assert!(log.try_get_log_entries(0..10).await.is_err());
-    assert!(log.get_log_state().await.is_err());
+    std::fs::remove_dir_all(wal_dir(dir.path())).unwrap(); // as an older version left it
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+    assert_eq!(indexes(&mut log).await, vec![5, 6, 7]);
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    let err = edge_control::raft::wal::Wal::open(&wal_dir(dir.path()))
+        .err()
+        .expect("the log directory is locked");
+    assert!(err.to_string().contains("in use"), "{err}");
 }

@@ -7,12 +7,14 @@
 pub mod blobs;
 pub mod calls;
 pub mod join;
+mod log_store;
 mod membership;
 pub mod network;
 mod readindex;
 pub mod state_machine;
 pub mod storage;
 pub mod types;
+pub mod wal;
 
 pub use blobs::{BlobError, BlobStore};
 pub use calls::{CallError, PeerCall, PeerReply};

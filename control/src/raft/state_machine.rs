@@ -15,13 +15,20 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use redb::{Database, ReadableTable};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often an apply is made durable although it need not be: redb reclaims pages freed by
+/// non-durable commits only at a durable one, so without this the file would keep growing.
+const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// openraft's state machine: the `sm.*` tables, applied state, and the current snapshot.
 #[derive(Clone)]
 pub struct RedbStateMachine {
     pub(super) db: Arc<Database>,
     pub(super) hub: Arc<WatchHub>,
+    /// When an apply last made the state machine durable.
+    pub(super) synced: Arc<Mutex<Instant>>,
     /// See `RedbStore::raft_handles`.
     pub(super) _lease: Arc<()>,
 }
@@ -174,16 +181,24 @@ impl RedbStateMachine {
 ///
 /// Not fsynced on its own: the entries are durable in the log already, and applying them is
 /// deterministic. A crash loses at most applies that were not yet followed by a durable commit
-/// (the next log append, snapshot or purge persists them, since redb commits are ordered);
+/// (one a second, `SM_SYNC_EVERY`, and every snapshot and purge; redb commits are ordered);
 /// the state machine and its `last_applied` then go back together and raft applies those
-/// entries again from the log. The log is never purged past a durable snapshot, so they are
-/// still there. This halves the fsyncs per write.
+/// entries again from the log. The log is never purged before the state machine is durable
+/// (`RedbLogStore::purge`), so they are still there.
 fn apply_batch(
     db: &Database,
     entries: Vec<Entry>,
+    synced: &Mutex<Instant>,
 ) -> Result<(Vec<CommandResult>, Vec<edge_api::wire::WatchEvent>), Failure> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(redb::Durability::None);
+    let mut last_sync = synced.lock().unwrap_or_else(|p| p.into_inner());
+    if last_sync.elapsed() >= SM_SYNC_EVERY {
+        txn.set_durability(redb::Durability::Immediate);
+        *last_sync = Instant::now();
+    } else {
+        txn.set_durability(redb::Durability::None);
+    }
+    drop(last_sync);
     let mut membership: Option<StoredMembership> = None;
     let mut last_applied = None;
     let mut results = Vec::with_capacity(entries.len());
@@ -242,7 +257,8 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (results, events) = blocking(move || apply_batch(&db, entries))
+        let synced = self.synced.clone();
+        let (results, events) = blocking(move || apply_batch(&db, entries, &synced))
             .await
             .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
         // Watchers only ever see committed changes.
