@@ -3,17 +3,11 @@
 
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::wire::{Client, ErrorCode, EventType, Request, Response};
-use edge_control::server::{start, RunningServer, ServerConfig};
-use std::time::Duration;
+mod common;
 
-async fn server(dir: &std::path::Path) -> RunningServer {
-    let config = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        options: Default::default(),
-    };
-    start(config).await.expect("server starts")
-}
+use common::server;
+use edge_control::server::RunningServer;
+use std::time::Duration;
 
 async fn admin(s: &RunningServer) -> Client {
     let cfg = s

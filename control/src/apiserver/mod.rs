@@ -11,6 +11,7 @@ mod portforward;
 mod services;
 mod update;
 mod watch;
+pub mod writes;
 
 use crate::context::ControlPlane;
 use crate::pki::{alpn_of, identity_of, Identity};

@@ -2,15 +2,13 @@
 //! status updates and deletion, each turned into a compare-and-swap raft proposal.
 
 use super::authz::Scope;
+use super::writes::{first_read_for_write, FirstRead};
 use crate::context::ControlPlane;
 use crate::store::{Command, CommandResult, Precondition, Snapshot};
 use chrono::Utc;
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::selector::Selector;
 use edge_api::wire::{ApiError, ApplyOutcome, ErrorCode, Propagation, MAX_OBJECT_BYTES};
-
-/// How often a write is retried when a concurrent write changed the object first.
-const CONFLICT_RETRIES: usize = 8;
 
 fn invalid(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Invalid, e.to_string())
@@ -96,41 +94,6 @@ pub fn plan_apply(
 }
 
 impl ControlPlane {
-    /// Reads a consistent snapshot after a raft read barrier, so reads are linearizable.
-    pub async fn current(&self) -> Result<Snapshot, ApiError> {
-        self.raft.read_barrier().await.map_err(unavailable)?;
-        crate::store::read_snapshot(&self.raft.store.database()).map_err(internal)
-    }
-
-    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ApiError> {
-        match self.raft.propose(cmd).await.map_err(unavailable)? {
-            CommandResult::Rejected(e) => Err(e),
-            other => Ok(other),
-        }
-    }
-
-    /// Runs read-decide-write until the write is not rejected by a concurrent change.
-    pub async fn write_with_retry<F>(&self, mut decide: F) -> Result<CommandResult, ApiError>
-    where
-        F: FnMut(&Snapshot) -> Result<Option<Command>, ApiError>,
-    {
-        let mut last = None;
-        for _ in 0..CONFLICT_RETRIES {
-            let snap = self.current().await?;
-            let Some(cmd) = decide(&snap)? else {
-                return Ok(CommandResult::Nothing);
-            };
-            match self.propose(cmd).await {
-                Err(e) if e.code == ErrorCode::Conflict || e.code == ErrorCode::AlreadyExists => {
-                    last = Some(e)
-                }
-                other => return other,
-            }
-        }
-        Err(last
-            .unwrap_or_else(|| ApiError::new(ErrorCode::Conflict, "too many concurrent changes")))
-    }
-
     pub async fn apply(
         &self,
         scope: &Scope,
@@ -149,7 +112,7 @@ impl ControlPlane {
         let mut planned = None;
         let _node_ports = super::services::allocation_lock(&incoming).await;
         let result = self
-            .write_with_retry(|snap| {
+            .write_with_retry_from(first_read_for_write(&incoming), |snap| {
                 require_namespace(snap, &key)?;
                 let existing = snap.get(&key).map_err(internal)?;
                 let incoming =
@@ -174,29 +137,31 @@ impl ControlPlane {
         Ok((object, outcome))
     }
 
+    /// Stores a new object; `AlreadyExists` is answered only from a linearizable read.
     pub async fn create(&self, incoming: Object) -> Result<Object, ApiError> {
         let incoming = normalize(incoming)?;
         let key = incoming.key();
         let _node_ports = super::services::allocation_lock(&incoming).await;
-        let snap = self.current().await?;
-        require_namespace(&snap, &key)?;
-        if snap.get(&key).map_err(internal)?.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyExists,
-                format!("{key} already exists"),
-            ));
-        }
-        let incoming = super::services::with_node_ports(&snap, None, incoming)?;
-        let (write, _) = plan_apply(None, incoming)?;
-        let (object, precondition) = write.ok_or_else(|| internal("create planned no write"))?;
-        stored(
-            self.propose(Command::Put {
-                object,
-                precondition,
+        let result = self
+            .write_with_retry_from(first_read_for_write(&incoming), |snap| {
+                require_namespace(snap, &key)?;
+                if snap.get(&key).map_err(internal)?.is_some() {
+                    return Err(ApiError::new(
+                        ErrorCode::AlreadyExists,
+                        format!("{key} already exists"),
+                    ));
+                }
+                let incoming = super::services::with_node_ports(snap, None, incoming.clone())?;
+                let (write, _) = plan_apply(None, incoming)?;
+                let (object, precondition) =
+                    write.ok_or_else(|| internal("create planned no write"))?;
+                Ok(Some(Command::Put {
+                    object,
+                    precondition,
+                }))
             })
-            .await?,
-            &key,
-        )
+            .await?;
+        stored(result, &key)
     }
 
     pub async fn get(&self, scope: &Scope, key: &ObjectKey) -> Result<Object, ApiError> {
@@ -229,8 +194,9 @@ impl ControlPlane {
     pub async fn update_status(&self, scope: &Scope, incoming: Object) -> Result<Object, ApiError> {
         let key = incoming.key();
         let mut before = None;
+        // Everything the decision reads is the object its command's precondition guards.
         let result = self
-            .write_with_retry(|snap| {
+            .write_with_retry_from(FirstRead::Local, |snap| {
                 let existing = snap
                     .get(&key)
                     .map_err(internal)?
@@ -294,8 +260,13 @@ impl ControlPlane {
             ));
         }
         let by_node = matches!(scope, Scope::Node(_));
+        // Only Foreground and Orphan look for dependents, which no precondition guards.
+        let first = match propagation {
+            Propagation::Background => FirstRead::Local,
+            _ => FirstRead::LeaderLocal,
+        };
         let result = self
-            .write_with_retry(|snap| {
+            .write_with_retry_from(first, |snap| {
                 let existing = match snap.get(key).map_err(internal)? {
                     Some(o) if scope.covers(&o) => o,
                     _ => return Err(ApiError::not_found(key)),

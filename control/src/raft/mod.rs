@@ -15,6 +15,7 @@ pub mod state_machine;
 pub mod storage;
 pub mod types;
 pub mod wal;
+mod writes;
 
 pub use blobs::{BlobError, BlobStore};
 pub use calls::{CallError, PeerCall, PeerReply};
@@ -24,9 +25,9 @@ pub use types::TypeConfig;
 
 use crate::store::{Command, CommandResult};
 use network::CallFailure;
-use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::error::{Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
-use readindex::{not_leader, ReadBatcher};
+use readindex::ReadBatcher;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub struct RaftNode {
     pub blobs: BlobStore,
     network: QuicNetwork,
     reads: Arc<ReadBatcher>,
+    writes: writes::WriteBatcher,
     /// When each node's agent was last heard from: by this server, and (on the leader) by the
     /// others, which relay heartbeats here. In memory only.
     pub liveness: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
@@ -169,6 +171,7 @@ impl RaftNode {
             .await
             .map_err(|source| RaftStartError::Raft { node_id, source })?;
         Ok(RaftNode {
+            writes: writes::WriteBatcher::start(raft.clone()),
             raft,
             store,
             node_id,
@@ -283,16 +286,10 @@ impl RaftNode {
         self.leader().ok_or(ProposeError::Timeout(wait))
     }
 
-    /// Proposes on this node, which must be the leader.
+    /// Proposes on this node, which must be the leader; concurrent writes share raft entries
+    /// (`writes.rs`).
     pub(crate) async fn write_here(&self, cmd: Command) -> Result<CommandResult, CallError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(CallError::Refused(e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(CallError::Stopped(f.to_string())),
-        }
+        self.writes.write(cmd).await
     }
 
     /// The read index, confirmed with a quorum; this node must be the leader.
