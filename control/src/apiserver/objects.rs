@@ -416,23 +416,7 @@ fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {
         return Ok(());
     }
     let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-    match snap.get(&ns).map_err(internal)? {
-        Some(n) if n.meta().deletion_timestamp.is_some() => Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "unable to create new content in namespace {:?} because it is being terminated",
-                key.namespace
-            ),
-        )),
-        Some(_) => Ok(()),
-        None => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!(
-                "namespace {:?} not found; create it first (kind: Namespace) or use another",
-                key.namespace
-            ),
-        )),
-    }
+    crate::store::namespace_admits(key, snap.get(&ns).map_err(internal)?.as_ref())
 }
 
 pub fn parse_selector(s: Option<&str>) -> Result<Selector, ApiError> {

@@ -26,11 +26,12 @@ pub enum FirstRead {
     /// command proposed on this server only; otherwise a linearizable read. As good as a
     /// linearizable read for any decision, as the command commits only if no newer leader
     /// took a write: for decisions that also read state their command's precondition does not
-    /// guard (the namespace being active, an object's dependents).
+    /// guard (an object's dependents, Events and Node status written by the leader's loops).
     LeaderLocal,
     /// This server's applied state, wherever it is, the command proposed through the leader.
     /// Only for decisions whose every command carries a precondition `store::apply` checks
-    /// (resourceVersion, or must-not-exist) and whose other reads of the snapshot can only turn
+    /// (resourceVersion, or must-not-exist, and an active namespace for creates) and whose
+    /// other reads of the snapshot can only turn
     /// a stale view into `Ok(None)` or an error, which are decided again: a stale view then
     /// costs a refused write and a retry, never a wrong one.
     Local,
@@ -183,13 +184,12 @@ impl ControlPlane {
 }
 
 /// Where apply and create decide first. A Service's node ports are picked among those other
-/// services hold, which no precondition guards; a namespaced object needs its namespace active,
-/// which its precondition does not guard either; for the rest (Namespace, Node) everything the
-/// decision reads is the object itself, guarded by its precondition.
+/// services hold, which no precondition guards. Everything else the decision reads is the
+/// object itself, guarded by its precondition, or its namespace, which `store::apply` checks
+/// again when it creates (`namespace_admits`).
 pub(super) fn first_read_for_write(incoming: &Object) -> FirstRead {
     match incoming {
         Object::Service(_) => FirstRead::Linearizable,
-        o if o.key().kind.namespaced() => FirstRead::LeaderLocal,
         _ => FirstRead::Local,
     }
 }
@@ -232,7 +232,7 @@ mod tests {
         ns.metadata.name = "prod".into();
         let cases = [
             (Object::Service(svc), FirstRead::Linearizable),
-            (pod(), FirstRead::LeaderLocal),
+            (pod(), FirstRead::Local),
             (Object::Namespace(ns), FirstRead::Local),
         ];
         for (obj, want) in cases {

@@ -5,7 +5,7 @@
 //! the log on any server yields the same tables.
 
 use super::{decode_u64, StoreError, BLOBS, META, OBJECTS, REVISION_KEY};
-use edge_api::object::{Object, ObjectKey};
+use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::wire::{ApiError, ErrorCode, EventType, WatchEvent};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,14 @@ pub fn apply(
             let existing = current(&objects, &key)?;
             if let Some(reject) = check(&key, existing.as_ref(), precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
+            }
+            // Checked here, at apply time, so that a create decided on a server's own (possibly
+            // stale) view can never land in a namespace deleted meanwhile.
+            if existing.is_none() && key.kind.namespaced() {
+                let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
+                if let Err(reject) = namespace_admits(&key, current(&objects, &ns)?.as_ref()) {
+                    return Ok((CommandResult::Rejected(reject), vec![]));
+                }
             }
             let event = if existing.is_some() {
                 EventType::Modified
@@ -249,16 +257,49 @@ fn check(key: &ObjectKey, existing: Option<&Object>, pre: &Precondition) -> Opti
     }
 }
 
+/// Whether new content may be created for `key` in its namespace, given the namespace object.
+pub fn namespace_admits(key: &ObjectKey, namespace: Option<&Object>) -> Result<(), ApiError> {
+    match namespace {
+        Some(n) if n.meta().deletion_timestamp.is_some() => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "unable to create new content in namespace {:?} because it is being terminated",
+                key.namespace
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "namespace {:?} not found; create it first (kind: Namespace) or use another",
+                key.namespace
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{read_blob, read_snapshot};
     use edge_api::object::Kind;
 
-    /// A fresh store file; the TempDir is returned so it outlives the database.
+    /// A fresh store file holding the `default` namespace (written directly, so revisions
+    /// start at 0); the TempDir is returned so it outlives the database.
     fn db() -> (tempfile::TempDir, redb::Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("sm.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let ns = namespace("default", "x");
+            let bytes = edge_api::codec::encode("object", &ns).unwrap();
+            let mut objects = txn.open_table(OBJECTS).unwrap();
+            objects
+                .insert(ns.key().storage_key().as_str(), bytes.as_slice())
+                .unwrap();
+            txn.open_table(META).unwrap();
+        }
+        txn.commit().unwrap();
         (dir, db)
     }
 
@@ -453,6 +494,38 @@ mod tests {
         assert!(unbound(get(&db, &pod("s"))));
         assert!(unbound(get(&db, &pod("p"))));
         assert_eq!(read_snapshot(&db).unwrap().revision, 10);
+    }
+
+    #[test]
+    fn new_content_needs_a_namespace_that_is_not_terminating() {
+        let (_d, db) = db();
+        let mut elsewhere = pod("a");
+        elsewhere.meta_mut().namespace = "prod".into();
+        let (r, events) = run(&db, 1, put(elsewhere.clone(), Precondition::Absent));
+        assert!(
+            matches!(&r, CommandResult::Rejected(e) if e.code == ErrorCode::NotFound && e.message.contains("\"prod\" not found")),
+            "{r:?}"
+        );
+        assert!(events.is_empty());
+
+        run(&db, 2, put(namespace("prod", "x"), Precondition::Absent));
+        assert!(matches!(
+            run(&db, 3, put(elsewhere.clone(), Precondition::Absent)).0,
+            CommandResult::Stored(_)
+        ));
+        let mut terminating = namespace("prod", "x");
+        terminating.meta_mut().deletion_timestamp = Some(chrono::Utc::now());
+        run(&db, 4, put(terminating, Precondition::None));
+        let mut second = elsewhere.clone();
+        second.meta_mut().name = "b".into();
+        let (r, _) = run(&db, 5, put(second, Precondition::Absent));
+        assert!(
+            matches!(&r, CommandResult::Rejected(e) if e.code == ErrorCode::Forbidden),
+            "{r:?}"
+        );
+        // What is already there may still change (finalizers, status) while the namespace goes.
+        let (r, _) = run(&db, 6, put(elsewhere, Precondition::Revision(3)));
+        assert!(matches!(r, CommandResult::Stored(_)), "{r:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 mod apply;
 mod watch;
 
-pub use apply::{apply, Command, CommandResult, Precondition};
+pub use apply::{apply, namespace_admits, Command, CommandResult, Precondition};
 pub use watch::{WatchHub, WatchSubscription};
 
 use edge_api::object::{Kind, Object, ObjectKey};
