@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod calls;
+mod forward;
 pub mod join;
 mod log_store;
 mod membership;
@@ -108,6 +109,7 @@ pub struct RaftNode {
     network: QuicNetwork,
     reads: Arc<ReadBatcher>,
     writes: writes::WriteBatcher,
+    forward: forward::Combiner,
     /// When each node's agent was last heard from: by this server, and (on the leader) by the
     /// others, which relay heartbeats here. In memory only.
     pub liveness: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
@@ -172,6 +174,7 @@ impl RaftNode {
             .map_err(|source| RaftStartError::Raft { node_id, source })?;
         Ok(RaftNode {
             writes: writes::WriteBatcher::start(raft.clone()),
+            forward: forward::Combiner::default(),
             raft,
             store,
             node_id,
@@ -198,16 +201,6 @@ impl RaftNode {
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(RaftError::APIError(e)) => Err(ProposeError::Refused(e.to_string())),
             Err(RaftError::Fatal(f)) => Err(f.into()),
-        }
-    }
-
-    /// Commits `cmd` through raft (on the leader, wherever it is) and returns what applying it
-    /// produced (possibly a rejection from a failed precondition, which is not an error here).
-    /// Retried across leader changes only while it certainly was not applied.
-    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
-        match self.on_leader(PeerCall::Write(cmd), false).await? {
-            PeerReply::Written(r) => Ok(r),
-            other => Err(unexpected(other)),
         }
     }
 
@@ -247,7 +240,16 @@ impl RaftNode {
             let result = if id == self.node_id {
                 calls::handle(self, call.clone()).await
             } else {
-                match self.network.call(id, &addr, &call, call.timeout()).await {
+                let sent = self.network.call(id, &addr, &call, call.timeout());
+                let outcome = tokio::select! {
+                    outcome = sent => outcome,
+                    // A call to a leader that died waits out its timeout; once another leader
+                    // is known, the answer is not worth waiting for (and, for a write, unknown).
+                    () = self.other_leader_than(id) => Err(CallFailure::Lost(format!(
+                        "the leader changed from server {id} while the call was in flight"
+                    ))),
+                };
+                match outcome {
                     Ok(r) => r,
                     Err(CallFailure::NotSent(m)) => Err(CallError::NotLeader {
                         leader: Some((id, m)),
@@ -273,6 +275,19 @@ impl RaftNode {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Resolves once this node knows a leader other than `id`.
+    async fn other_leader_than(&self, id: u64) {
+        let mut metrics = self.raft.metrics();
+        let changed = metrics
+            .wait_for(|m| m.current_leader.is_some_and(|l| l != id))
+            .await
+            .is_ok();
+        if !changed {
+            // Raft stopped: nothing will change; let the call finish or time out.
+            std::future::pending::<()>().await;
         }
     }
 

@@ -1,5 +1,8 @@
-//! Batched proposals on the leader: writes that arrive while earlier ones are still on their
-//! way through raft are proposed together as one `Command::Batch` entry.
+//! Batched proposals: writes that arrive while earlier ones are still on their way through raft
+//! are proposed together as one `Command::Batch` entry. On the leader a task gathers them
+//! (`WriteBatcher`); on every server, writes forwarded to the leader are combined the same way
+//! (`Combiner`: whichever caller finds a free slot sends everything waiting), so a follower
+//! sends one call per batch instead of one per write, as etcd's followers do with proposals.
 //!
 //! Why: openraft's core handles every entry as several messages (the write, the log flush, the
 //! replication answers, the apply), one at a time. Under many concurrent clients that core, not
@@ -21,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Entries proposed and not yet applied at once: while all are in flight, new writes gather
 /// into the next batch.
-const IN_FLIGHT: usize = 4;
+pub(crate) const IN_FLIGHT: usize = 4;
 /// Commands per entry at most (an entry must stay well under the RPC frame limit).
 const MAX_BATCH: usize = 256;
 
@@ -53,19 +56,21 @@ impl WriteBatcher {
 
 async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut carried: VecDeque<(Command, Reply)> = VecDeque::new();
+    let mut waiting: VecDeque<(Command, Reply)> = VecDeque::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let first = match carried.pop_front() {
-            Some(w) => w,
-            None => match rx.recv().await {
-                Some(w) => w,
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(w) => waiting.push_back(w),
                 None => return,
-            },
-        };
-        let batch = gather(first, &mut carried, &mut rx);
+            }
+        }
+        while let Ok(w) = rx.try_recv() {
+            waiting.push_back(w);
+        }
+        let batch = take_batch(&mut waiting);
         let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, batch).await;
@@ -74,33 +79,37 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Command, R
     }
 }
 
-/// Takes what is waiting, up to `MAX_BATCH`: a command on an object the batch already changes
-/// waits for the next one. Blobs, binds and batches (the scheduler's own) go alone.
-fn gather(
-    first: (Command, Reply),
-    carried: &mut VecDeque<(Command, Reply)>,
-    rx: &mut mpsc::UnboundedReceiver<(Command, Reply)>,
-) -> Vec<(Command, Reply)> {
+/// Takes the next batch off the front of `waiting`, up to `MAX_BATCH`: a command on an object
+/// the batch already changes stays (in order) for the next one. Blobs, binds and batches (the
+/// scheduler's own) go alone.
+pub(crate) fn take_batch<R>(waiting: &mut VecDeque<(Command, R)>) -> Vec<(Command, R)> {
+    let Some(first) = waiting.pop_front() else {
+        return Vec::new();
+    };
     let Some(first_key) = batch_key(&first.0) else {
         return vec![first];
     };
     let mut keys = HashSet::from([first_key]);
     let mut batch = vec![first];
-    let mut deferred = VecDeque::new();
+    let mut kept = VecDeque::new();
     while batch.len() < MAX_BATCH {
-        let Some(next) = carried.pop_front().or_else(|| rx.try_recv().ok()) else {
+        let Some(next) = waiting.pop_front() else {
             break;
         };
         if batch_key(&next.0).is_some_and(|key| keys.insert(key)) {
             batch.push(next);
         } else {
-            deferred.push_back(next);
+            kept.push_back(next);
         }
     }
-    // Deferred commands keep their order ahead of anything not yet looked at.
-    deferred.extend(carried.drain(..));
-    *carried = deferred;
+    kept.extend(waiting.drain(..));
+    *waiting = kept;
     batch
+}
+
+/// Whether a command may share an entry with others at all.
+pub(crate) fn batchable(cmd: &Command) -> bool {
+    batch_key(cmd).is_some()
 }
 
 /// The object a command changes, if it may share an entry with others.
@@ -159,70 +168,56 @@ mod tests {
     use crate::store::Precondition;
     use edge_api::{ConfigMap, Object};
 
-    fn put(name: &str) -> Command {
+    fn put(name: &str) -> (Command, ()) {
         let mut cm = ConfigMap::default();
         cm.metadata.name = name.into();
         cm.metadata.namespace = "default".into();
-        Command::Put {
+        let cmd = Command::Put {
             object: Object::ConfigMap(cm),
             precondition: Precondition::None,
-        }
+        };
+        (cmd, ())
     }
 
-    fn names(batch: &[(Command, Reply)]) -> Vec<String> {
+    fn names(batch: &[(Command, ())]) -> Vec<String> {
         batch
             .iter()
             .map(|(c, _)| match c {
                 Command::Put { object, .. } => object.meta().name.clone(),
-                other => format!("{other:?}").chars().take(7).collect(),
+                _ => "other".into(),
             })
             .collect()
     }
 
-    fn queued(cmds: Vec<Command>) -> mpsc::UnboundedReceiver<(Command, Reply)> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for c in cmds {
-            tx.send((c, oneshot::channel().0)).unwrap();
-        }
-        rx
-    }
-
     #[test]
     fn a_second_write_to_the_same_object_waits_for_the_next_entry_in_order() {
-        let mut rx = queued(vec![put("b"), put("a"), put("c"), put("d")]);
-        let mut carried = VecDeque::new();
-        let first = (put("a"), oneshot::channel().0);
-        let batch = gather(first, &mut carried, &mut rx);
-        assert_eq!(names(&batch), ["a", "b", "c", "d"]);
-        let next = carried.pop_front().unwrap();
-        let batch = gather(next, &mut carried, &mut rx);
-        assert_eq!(names(&batch), ["a"]);
-        assert!(carried.is_empty());
+        let mut waiting: VecDeque<_> = ["a", "b", "a", "c", "a", "d"].map(put).into();
+        assert_eq!(names(&take_batch(&mut waiting)), ["a", "b", "c", "d"]);
+        assert_eq!(names(&take_batch(&mut waiting)), ["a"]);
+        assert_eq!(names(&take_batch(&mut waiting)), ["a"]);
+        assert!(take_batch(&mut waiting).is_empty());
     }
 
     #[test]
     fn blobs_go_alone_and_batches_are_capped() {
-        let blob = || Command::PutBlob {
-            digest: "sha256:00".into(),
-            data: vec![1],
+        let blob = || {
+            let cmd = Command::PutBlob {
+                digest: "sha256:00".into(),
+                data: vec![1],
+            };
+            (cmd, ())
         };
-        let mut rx = queued(vec![put("x"), blob()]);
-        let batch = gather(
-            (blob(), oneshot::channel().0),
-            &mut VecDeque::new(),
-            &mut rx,
-        );
-        assert_eq!(batch.len(), 1, "a blob is never batched");
+        let mut waiting: VecDeque<_> = vec![blob(), put("x"), blob(), put("y")].into();
+        assert_eq!(names(&take_batch(&mut waiting)), ["other"]);
+        assert_eq!(names(&take_batch(&mut waiting)), ["x", "y"]);
+        assert_eq!(names(&take_batch(&mut waiting)), ["other"]);
 
-        let mut rx = queued((0..MAX_BATCH + 10).map(|i| put(&i.to_string())).collect());
-        let mut carried = VecDeque::new();
-        let batch = gather((put("first"), oneshot::channel().0), &mut carried, &mut rx);
-        assert_eq!(batch.len(), MAX_BATCH);
-        let rest = gather((put("again"), oneshot::channel().0), &mut carried, &mut rx);
+        let mut waiting: VecDeque<_> = (0..MAX_BATCH + 10).map(|i| put(&i.to_string())).collect();
+        assert_eq!(take_batch(&mut waiting).len(), MAX_BATCH);
         assert_eq!(
-            rest.len(),
-            1 + 11,
-            "what did not fit goes in the next entry"
+            take_batch(&mut waiting).len(),
+            10,
+            "what did not fit goes next"
         );
     }
 }
