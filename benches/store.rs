@@ -7,9 +7,9 @@
 //! `cargo bench --bench store` (env `CLIENTS` default 128, `CONNS` default 16, `SECONDS`
 //! default 10, `FAILOVERS` default 3).
 //!
-//! An edge write is an `Apply` of a ConfigMap holding the value: the server reads the object
-//! linearizably (a ReadIndex round), decides, and commits a compare-and-swap through raft, as
-//! Kubernetes' API server does on top of etcd. An etcd write is a plain `Put` over gRPC. Both
+//! An edge write is an `Apply` of a ConfigMap holding the value: the server decides on its own
+//! applied state and commits a compare-and-swap through raft (decided again after a
+//! linearizable read only if the swap is refused), as Kubernetes' API server does on etcd. An etcd write is a plain `Put` over gRPC. Both
 //! clusters run with about the same raft timing: election timeout 1-2 s, heartbeat 250 ms
 //! (edge) and 200 ms (etcd, which requires the timeout to be at least five heartbeats).
 

@@ -16,6 +16,13 @@
 //! end of the newest segment is a write that was never acknowledged and is cut off; a damaged
 //! record anywhere else is corruption and an error. Writing always resumes in a new segment.
 
+mod files;
+mod writer;
+
+pub use files::create_from;
+use files::replay;
+use writer::{Checkpoint, Writer};
+
 use super::types::{Entry, LogId, TypeConfig, Vote};
 use edge_api::codec;
 use openraft::storage::LogFlushed;
@@ -23,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -338,39 +345,6 @@ impl Done {
     }
 }
 
-/// Writes `log` as a new write-ahead log at `dir` (which must not exist): built in a sibling
-/// directory and renamed into place once durable, so a crash never leaves half a log.
-pub fn create_from(dir: &Path, log: &MemLog) -> Result<(), WalError> {
-    let tmp = dir.with_extension("new");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_at(&tmp))?;
-    }
-    fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
-    let path = segment_path(&tmp, 1);
-    let entries: Vec<Entry> = log.entries.iter().cloned().collect();
-    let mut bytes = Vec::new();
-    let records = [
-        log.vote.map(Record::Vote),
-        log.last_purged.map(Record::Purge),
-        Some(Record::Committed(log.committed)),
-        Some(Record::Entries(Cow::Owned(entries))),
-    ];
-    for record in records.iter().flatten() {
-        let framed = frame(record).map_err(|e| WalError::Corrupt {
-            path: path.clone(),
-            offset: bytes.len() as u64,
-            reason: e.to_string(),
-        })?;
-        bytes.extend(framed);
-    }
-    let sync = |p: &Path| File::open(p).and_then(|f| f.sync_all()).map_err(io_at(p));
-    fs::write(&path, &bytes).map_err(io_at(&path))?;
-    sync(&path)?;
-    sync(&tmp)?;
-    fs::rename(&tmp, dir).map_err(io_at(dir))?;
-    sync(dir.parent().unwrap_or(Path::new(".")))
-}
-
 /// Takes the directory's lock file, waiting a little for an in-process predecessor.
 fn lock_dir(dir: &Path) -> Result<File, WalError> {
     let path = dir.join("LOCK");
@@ -401,265 +375,4 @@ struct Segment {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
-}
-
-/// Segment numbers in `dir`, oldest first.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
-    let mut seqs = Vec::new();
-    for item in fs::read_dir(dir).map_err(io_at(dir))? {
-        let name = item.map_err(io_at(dir))?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(seq) = name
-            .strip_suffix(".wal")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            seqs.push(seq);
-        }
-    }
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
-/// Replays every segment into memory; cuts a torn tail off the newest one.
-fn replay(dir: &Path) -> Result<(MemLog, Vec<Segment>), WalError> {
-    let seqs = list_segments(dir)?;
-    let mut mem = MemLog::default();
-    let mut segments = Vec::new();
-    for (i, &seq) in seqs.iter().enumerate() {
-        let path = segment_path(dir, seq);
-        let bytes = fs::read(&path).map_err(io_at(&path))?;
-        let newest = i + 1 == seqs.len();
-        let mut max_index = None;
-        let mut offset = 0usize;
-        while let Some(found) = next_record(&bytes, offset) {
-            let corrupt = |reason: String| WalError::Corrupt {
-                path: path.clone(),
-                offset: offset as u64,
-                reason,
-            };
-            let payload = match found {
-                Ok(payload) => payload,
-                Err(_) if newest => {
-                    tracing::warn!(path = %path.display(), offset, "cut off a torn write at the end of the raft log (it was never acknowledged)");
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io_at(&path))?;
-                    file.set_len(offset as u64).map_err(io_at(&path))?;
-                    file.sync_all().map_err(io_at(&path))?;
-                    break;
-                }
-                Err(reason) => return Err(corrupt(reason)),
-            };
-            let record: Record =
-                codec::decode("raft log record", payload).map_err(|e| corrupt(e.to_string()))?;
-            if let Record::Entries(entries) = &record {
-                if let Some(last) = entries.last().map(|e| e.log_id.index) {
-                    max_index = Some(max_index.map_or(last, |m: u64| m.max(last)));
-                }
-            }
-            mem.apply(record).map_err(corrupt)?;
-            offset += HEADER + payload.len();
-        }
-        segments.push(Segment { seq, max_index });
-    }
-    Ok((mem, segments))
-}
-
-/// The record at `offset`: None at the end of the segment, Err if it is damaged or cut short.
-fn next_record(bytes: &[u8], offset: usize) -> Option<Result<&[u8], String>> {
-    let rest = bytes.get(offset..)?;
-    if rest.len() < HEADER {
-        return rest
-            .iter()
-            .any(|b| *b != 0)
-            .then(|| Err("a cut-short record header".into()));
-    }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    if len == 0 {
-        return None;
-    }
-    let Some(payload) = rest.get(HEADER..HEADER + len) else {
-        return Some(Err(format!(
-            "a record of {len} bytes runs past the end of the file"
-        )));
-    };
-    if crc32fast::hash(payload) != crc {
-        return Some(Err("checksum mismatch".into()));
-    }
-    Some(Ok(payload))
-}
-
-/// Vote, purge point and committed id as last written: restated at the top of each segment.
-struct Checkpoint {
-    vote: Option<Vote>,
-    purged: Option<LogId>,
-    committed: Option<LogId>,
-}
-
-/// The writer thread's state: the segment being written and those still needed.
-struct Writer {
-    dir: PathBuf,
-    segments: Vec<Segment>,
-    file: Option<File>,
-    offset: u64,
-    /// Where the checkpoint at the top of the current segment ends.
-    header_len: u64,
-    checkpoint: Checkpoint,
-    /// After a failed write or sync the file's state is unknown: every later write fails too,
-    /// which stops raft with a storage error instead of acknowledging on a broken disk.
-    failed: Option<String>,
-    _lock: File,
-}
-
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            batch.extend(rx.try_iter());
-            let result = self.write_batch(&batch);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "the raft log cannot be written");
-            }
-            let purged = batch.iter().any(|j| matches!(j.effect, Effect::Purge(_)));
-            for job in batch {
-                job.done.complete(result.clone());
-            }
-            if purged && result.is_ok() {
-                self.delete_purged_segments();
-            }
-        }
-    }
-
-    fn write_batch(&mut self, batch: &[Job]) -> Result<(), String> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.try_write_batch(batch).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
-    }
-
-    fn try_write_batch(&mut self, batch: &[Job]) -> io::Result<()> {
-        let mut buf = Vec::new();
-        for job in batch {
-            let end = self.offset + (buf.len() + job.bytes.len()) as u64;
-            // A segment holding nothing but its checkpoint takes the record however big.
-            if end > SEGMENT_BYTES && self.offset + buf.len() as u64 > self.header_len {
-                self.put(&buf)?;
-                buf.clear();
-                self.roll()?;
-            }
-            buf.extend_from_slice(&job.bytes);
-            self.note(job.effect);
-        }
-        self.put(&buf)?;
-        if batch.iter().any(|j| !matches!(j.done, Done::Lazy)) {
-            self.current()?.sync_data()?;
-        }
-        Ok(())
-    }
-
-    fn checkpoint_bytes(&self) -> io::Result<Vec<u8>> {
-        let c = &self.checkpoint;
-        let mut records = Vec::new();
-        if let Some(v) = c.vote {
-            records.push(Record::Vote(v));
-        }
-        if let Some(p) = c.purged {
-            records.push(Record::Purge(p));
-        }
-        if c.committed.is_some() {
-            records.push(Record::Committed(c.committed));
-        }
-        let mut out = Vec::new();
-        for r in &records {
-            out.extend(frame(r).map_err(io::Error::other)?);
-        }
-        Ok(out)
-    }
-
-    fn note(&mut self, effect: Effect) {
-        match effect {
-            Effect::Entries { last } => {
-                if let Some(seg) = self.segments.last_mut() {
-                    seg.max_index = Some(seg.max_index.map_or(last, |m| m.max(last)));
-                }
-            }
-            Effect::Truncate => {}
-            Effect::Purge(p) => self.checkpoint.purged = Some(p),
-            Effect::Vote(v) => self.checkpoint.vote = Some(v),
-            Effect::Committed(c) => self.checkpoint.committed = c,
-        }
-    }
-
-    fn current(&mut self) -> io::Result<&mut File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no raft log segment is open"))
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let offset = self.offset;
-        std::os::unix::fs::FileExt::write_all_at(self.current()?, bytes, offset)?;
-        self.offset += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Starts a new segment: syncs the old one, makes the new file zero-filled and durable
-    /// (its name included), then writes the checkpoint at its top.
-    fn roll(&mut self) -> io::Result<()> {
-        if let Some(old) = &self.file {
-            old.sync_data()?;
-        }
-        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
-        let path = segment_path(&self.dir, seq);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = SEGMENT_BYTES;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        file.sync_all()?;
-        File::open(&self.dir)?.sync_all()?;
-        self.segments.push(Segment {
-            seq,
-            max_index: None,
-        });
-        self.file = Some(file);
-        self.offset = 0;
-        let header = self.checkpoint_bytes()?;
-        self.header_len = header.len() as u64;
-        self.put(&header)
-    }
-
-    /// Deletes the oldest segments whose entries are all purged; their vote and purge records
-    /// are restated in every newer segment.
-    fn delete_purged_segments(&mut self) {
-        let Some(purged) = self.checkpoint.purged else {
-            return;
-        };
-        while self.segments.len() > 1
-            && self.segments[0].max_index.is_none_or(|m| m <= purged.index)
-        {
-            let path = segment_path(&self.dir, self.segments[0].seq);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot delete a purged raft log segment");
-                return;
-            }
-            self.segments.remove(0);
-        }
-    }
 }

@@ -1,0 +1,182 @@
+//! The writer thread: appends queued records to the current segment, syncs once per batch,
+//! rolls to a new zero-filled segment when one is full, and deletes segments purged away.
+
+use super::{frame, segment_path, Done, Effect, Job, Record, Segment, SEGMENT_BYTES};
+use crate::raft::types::{LogId, Vote};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+/// Vote, purge point and committed id as last written: restated at the top of each segment.
+pub(super) struct Checkpoint {
+    pub(super) vote: Option<Vote>,
+    pub(super) purged: Option<LogId>,
+    pub(super) committed: Option<LogId>,
+}
+
+/// The writer thread's state: the segment being written and those still needed.
+pub(super) struct Writer {
+    pub(super) dir: PathBuf,
+    pub(super) segments: Vec<Segment>,
+    pub(super) file: Option<File>,
+    pub(super) offset: u64,
+    /// Where the checkpoint at the top of the current segment ends.
+    pub(super) header_len: u64,
+    pub(super) checkpoint: Checkpoint,
+    /// After a failed write or sync the file's state is unknown: every later write fails too,
+    /// which stops raft with a storage error instead of acknowledging on a broken disk.
+    pub(super) failed: Option<String>,
+    pub(super) _lock: File,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let result = self.write_batch(&batch);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the raft log cannot be written");
+            }
+            let purged = batch.iter().any(|j| matches!(j.effect, Effect::Purge(_)));
+            for job in batch {
+                job.done.complete(result.clone());
+            }
+            if purged && result.is_ok() {
+                self.delete_purged_segments();
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Job]) -> Result<(), String> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.try_write_batch(batch).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn try_write_batch(&mut self, batch: &[Job]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for job in batch {
+            let end = self.offset + (buf.len() + job.bytes.len()) as u64;
+            // A segment holding nothing but its checkpoint takes the record however big.
+            if end > SEGMENT_BYTES && self.offset + buf.len() as u64 > self.header_len {
+                self.put(&buf)?;
+                buf.clear();
+                self.roll()?;
+            }
+            buf.extend_from_slice(&job.bytes);
+            self.note(job.effect);
+        }
+        self.put(&buf)?;
+        if batch.iter().any(|j| !matches!(j.done, Done::Lazy)) {
+            self.current()?.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_bytes(&self) -> io::Result<Vec<u8>> {
+        let c = &self.checkpoint;
+        let mut records = Vec::new();
+        if let Some(v) = c.vote {
+            records.push(Record::Vote(v));
+        }
+        if let Some(p) = c.purged {
+            records.push(Record::Purge(p));
+        }
+        if c.committed.is_some() {
+            records.push(Record::Committed(c.committed));
+        }
+        let mut out = Vec::new();
+        for r in &records {
+            out.extend(frame(r).map_err(io::Error::other)?);
+        }
+        Ok(out)
+    }
+
+    fn note(&mut self, effect: Effect) {
+        match effect {
+            Effect::Entries { last } => {
+                if let Some(seg) = self.segments.last_mut() {
+                    seg.max_index = Some(seg.max_index.map_or(last, |m| m.max(last)));
+                }
+            }
+            Effect::Truncate => {}
+            Effect::Purge(p) => self.checkpoint.purged = Some(p),
+            Effect::Vote(v) => self.checkpoint.vote = Some(v),
+            Effect::Committed(c) => self.checkpoint.committed = c,
+        }
+    }
+
+    fn current(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no raft log segment is open"))
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let offset = self.offset;
+        std::os::unix::fs::FileExt::write_all_at(self.current()?, bytes, offset)?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a new segment: syncs the old one, makes the new file zero-filled and durable
+    /// (its name included), then writes the checkpoint at its top.
+    pub(super) fn roll(&mut self) -> io::Result<()> {
+        if let Some(old) = &self.file {
+            old.sync_data()?;
+        }
+        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
+        let path = segment_path(&self.dir, seq);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = SEGMENT_BYTES;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            file.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()?;
+        File::open(&self.dir)?.sync_all()?;
+        self.segments.push(Segment {
+            seq,
+            max_index: None,
+        });
+        self.file = Some(file);
+        self.offset = 0;
+        let header = self.checkpoint_bytes()?;
+        self.header_len = header.len() as u64;
+        self.put(&header)
+    }
+
+    /// Deletes the oldest segments whose entries are all purged; their vote and purge records
+    /// are restated in every newer segment.
+    fn delete_purged_segments(&mut self) {
+        let Some(purged) = self.checkpoint.purged else {
+            return;
+        };
+        while self.segments.len() > 1
+            && self.segments[0].max_index.is_none_or(|m| m <= purged.index)
+        {
+            let path = segment_path(&self.dir, self.segments[0].seq);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a purged raft log segment");
+                return;
+            }
+            self.segments.remove(0);
+        }
+    }
+}
