@@ -234,6 +234,7 @@ impl Wal {
                 committed: mem.committed,
             },
             failed: None,
+            spare: None,
             _lock: lock,
         };
         writer.roll().map_err(io_at(dir))?;

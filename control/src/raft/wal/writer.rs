@@ -5,7 +5,7 @@ use super::{frame, segment_path, Done, Effect, Job, Record, Segment, SEGMENT_BYT
 use crate::raft::types::{LogId, Vote};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 /// Vote, purge point and committed id as last written: restated at the top of each segment.
@@ -28,6 +28,8 @@ pub(super) struct Writer {
     /// which stops raft with a storage error instead of acknowledging on a broken disk.
     pub(super) failed: Option<String>,
     pub(super) _lock: File,
+    /// The next segment's file, being zero-filled by a helper thread.
+    pub(super) spare: Option<mpsc::Receiver<io::Result<File>>>,
 }
 
 impl Writer {
@@ -137,20 +139,19 @@ impl Writer {
         }
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let path = segment_path(&self.dir, seq);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = SEGMENT_BYTES;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        file.sync_all()?;
+        // The spare made in the background while this segment filled (waited for if not quite
+        // done, never made twice at once): a rename instead of writing 4 MiB of zeros while
+        // appends wait.
+        let spare = self.spare.take().and_then(|rx| rx.recv().ok());
+        let file = match spare {
+            Some(Ok(file)) => {
+                fs::rename(spare_path(&self.dir), &path)?;
+                file
+            }
+            _ => zero_filled(&path)?,
+        };
         File::open(&self.dir)?.sync_all()?;
+        self.spare = Some(make_spare(&self.dir));
         self.segments.push(Segment {
             seq,
             max_index: None,
@@ -179,4 +180,43 @@ impl Writer {
             self.segments.remove(0);
         }
     }
+}
+
+fn spare_path(dir: &Path) -> PathBuf {
+    dir.join("spare.tmp")
+}
+
+/// A new file of `SEGMENT_BYTES` zeros, synced.
+fn zero_filled(path: &Path) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = SEGMENT_BYTES;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Starts making the next segment's file in the background. A leftover spare from a crash is
+/// simply overwritten: it is not a segment until renamed.
+fn make_spare(dir: &Path) -> mpsc::Receiver<io::Result<File>> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let path = spare_path(dir);
+    let spawned = std::thread::Builder::new()
+        .name("raft-wal-spare".into())
+        .spawn(move || {
+            let _ = tx.send(zero_filled(&path)); // the writer may have stopped
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot prepare the next raft log segment in the background");
+    }
+    rx
 }
