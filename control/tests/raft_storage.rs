@@ -135,9 +135,13 @@ async fn damage_before_the_end_of_the_log_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = open(dir.path()).log_store();
-        log.blocking_append(entries(1, 0, 10, 10)).await.unwrap();
+        // 1 MiB entries: the log spans two segments; damage the older one.
+        for i in 0..6 {
+            let one = entries(1, i, i + 1, 1 << 20);
+            log.blocking_append(one).await.unwrap();
+        }
     }
-    drop(open(dir.path())); // the log now spans two segments; damage the older one
+    assert!(segments(dir.path()).len() >= 2);
     let older = segments(dir.path()).remove(0);
     let mut bytes = std::fs::read(&older).unwrap();
     bytes[20] ^= 0xff;
@@ -212,4 +216,39 @@ async fn a_second_process_on_the_same_log_is_refused() {
         .err()
         .expect("the log directory is locked");
     assert!(err.to_string().contains("in use"), "{err}");
+}
+
+#[tokio::test]
+async fn damage_followed_by_intact_records_in_the_newest_segment_is_not_taken_for_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).log_store();
+        for i in 0..5 {
+            log.blocking_append(entries(1, i, i + 1, 10)).await.unwrap();
+        }
+    }
+    let newest = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[12] ^= 0xff; // inside the first record's payload; four intact records follow
+    std::fs::write(&newest, &bytes).unwrap();
+    let err = RedbStore::open(dir.path().join("store.redb"))
+        .err()
+        .expect("acknowledged records must not be cut off silently");
+    assert!(err.to_string().contains("intact records after it"), "{err}");
+}
+
+#[tokio::test]
+async fn restarts_go_on_writing_in_the_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        let mut log = open(dir.path()).log_store();
+        log.blocking_append(entries(1, i, i + 1, 10)).await.unwrap();
+    }
+    assert_eq!(
+        segments(dir.path()).len(),
+        1,
+        "a crash loop must not fill the disk"
+    );
+    let mut log = open(dir.path()).log_store();
+    assert_eq!(indexes(&mut log).await, (0..5).collect::<Vec<_>>());
 }

@@ -47,10 +47,11 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     for item in fs::read_dir(dir).map_err(io_at(dir))? {
         let name = item.map_err(io_at(dir))?.file_name();
         let name = name.to_string_lossy();
-        if let Some(seq) = name
+        // Only names this log writes (20 digits): a stray `5.wal` must not replay twice.
+        let digits = name
             .strip_suffix(".wal")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
+            .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(seq) = digits.and_then(|s| s.parse::<u64>().ok()) {
             seqs.push(seq);
         }
     }
@@ -58,11 +59,20 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(seqs)
 }
 
+/// What replaying the directory found: the log, the segments, and where the newest segment's
+/// records end (writing resumes there).
+pub(super) struct Replayed {
+    pub mem: MemLog,
+    pub segments: Vec<Segment>,
+    pub end: u64,
+}
+
 /// Replays every segment into memory; cuts a torn tail off the newest one.
-pub(super) fn replay(dir: &Path) -> Result<(MemLog, Vec<Segment>), WalError> {
+pub(super) fn replay(dir: &Path) -> Result<Replayed, WalError> {
     let seqs = list_segments(dir)?;
     let mut mem = MemLog::default();
     let mut segments = Vec::new();
+    let mut end = 0;
     for (i, &seq) in seqs.iter().enumerate() {
         let path = segment_path(dir, seq);
         let bytes = fs::read(&path).map_err(io_at(&path))?;
@@ -77,6 +87,11 @@ pub(super) fn replay(dir: &Path) -> Result<(MemLog, Vec<Segment>), WalError> {
             };
             let payload = match found {
                 Ok(payload) => payload,
+                Err(reason) if newest && followed_by_a_record(&bytes, offset) => {
+                    // A torn write has nothing valid after it: this is damage to data that
+                    // may have been acknowledged, not a write cut short.
+                    return Err(corrupt(format!("{reason}, with intact records after it")));
+                }
                 Err(_) if newest => {
                     tracing::warn!(path = %path.display(), offset, "cut off a torn write at the end of the raft log (it was never acknowledged)");
                     let file = OpenOptions::new()
@@ -100,8 +115,20 @@ pub(super) fn replay(dir: &Path) -> Result<(MemLog, Vec<Segment>), WalError> {
             offset += HEADER + payload.len();
         }
         segments.push(Segment { seq, max_index });
+        end = offset as u64;
     }
-    Ok((mem, segments))
+    Ok(Replayed { mem, segments, end })
+}
+
+/// Whether a valid record starts right after the (damaged) one at `offset`, taking its length
+/// field at its word.
+fn followed_by_a_record(bytes: &[u8], offset: usize) -> bool {
+    let Some(header) = bytes.get(offset..offset + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let next = offset.saturating_add(HEADER).saturating_add(len);
+    matches!(next_record(bytes, next), Some(Ok(_)))
 }
 
 /// The record at `offset`: None at the end of the segment, Err if it is damaged or cut short.
@@ -118,7 +145,7 @@ fn next_record(bytes: &[u8], offset: usize) -> Option<Result<&[u8], String>> {
     if len == 0 {
         return None;
     }
-    let Some(payload) = rest.get(HEADER..HEADER + len) else {
+    let Some(payload) = rest.get(HEADER..HEADER.saturating_add(len)) else {
         return Some(Err(format!(
             "a record of {len} bytes runs past the end of the file"
         )));

@@ -14,13 +14,15 @@
 //! as they were when it was made, so an older segment can be deleted once the purge point
 //! passes all of its entries. On open the records are replayed in order; a torn record at the
 //! end of the newest segment is a write that was never acknowledged and is cut off; a damaged
-//! record anywhere else is corruption and an error. Writing always resumes in a new segment.
+//! record anywhere else (or one with intact records after it) is corruption and an error. On
+//! open the newest segment is synced (replay may have read it from the page cache only) and
+//! writing resumes at its end, so restarts do not pile up segments.
 
 mod files;
 mod writer;
 
 pub use files::create_from;
-use files::replay;
+use files::{replay, Replayed};
 use writer::{Checkpoint, Writer};
 
 use super::types::{Entry, LogId, TypeConfig, Vote};
@@ -221,23 +223,13 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<Wal, WalError> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let lock = lock_dir(dir)?;
-        let (mem, segments) = replay(dir)?;
-        let mut writer = Writer {
-            dir: dir.to_path_buf(),
-            segments,
-            file: None,
-            offset: 0,
-            header_len: 0,
-            checkpoint: Checkpoint {
-                vote: mem.vote,
-                purged: mem.last_purged,
-                committed: mem.committed,
-            },
-            failed: None,
-            spare: None,
-            _lock: lock,
+        let Replayed { mem, segments, end } = replay(dir)?;
+        let checkpoint = Checkpoint {
+            vote: mem.vote,
+            purged: mem.last_purged,
+            committed: mem.committed,
         };
-        writer.roll().map_err(io_at(dir))?;
+        let writer = Writer::resume(dir, segments, end, checkpoint, lock).map_err(io_at(dir))?;
         let (jobs, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("raft-wal".into())

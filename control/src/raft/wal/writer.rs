@@ -33,6 +33,45 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// Takes over after a replay: writing goes on at `end` in the newest segment (made
+    /// durable first, since what replay read from it may have been only in the page cache, and
+    /// zero-filled again where a torn tail was cut), or in a new segment if there is none.
+    pub(super) fn resume(
+        dir: &Path,
+        segments: Vec<Segment>,
+        end: u64,
+        checkpoint: Checkpoint,
+        lock: File,
+    ) -> io::Result<Writer> {
+        let newest = segments.last().map(|s| segment_path(dir, s.seq));
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            segments,
+            file: None,
+            offset: 0,
+            header_len: 0,
+            checkpoint,
+            failed: None,
+            spare: None,
+            _lock: lock,
+        };
+        let Some(path) = newest else {
+            writer.roll()?;
+            return Ok(writer);
+        };
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if len < SEGMENT_BYTES {
+            let zeros = vec![0u8; (SEGMENT_BYTES - len) as usize];
+            std::os::unix::fs::FileExt::write_all_at(&file, &zeros, len)?;
+        }
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        writer.file = Some(file);
+        writer.offset = end;
+        Ok(writer)
+    }
+
     pub(super) fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -137,7 +176,13 @@ impl Writer {
         if let Some(old) = &self.file {
             old.sync_data()?;
         }
-        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
+        let seq = match self.segments.last() {
+            Some(s) => s
+                .seq
+                .checked_add(1)
+                .ok_or_else(|| io::Error::other("raft log segment numbers ran out"))?,
+            None => 1,
+        };
         let path = segment_path(&self.dir, seq);
         // The spare made in the background while this segment filled (waited for if not quite
         // done, never made twice at once): a rename instead of writing 4 MiB of zeros while
