@@ -77,11 +77,25 @@ pub fn apply(
     index: u64,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
-    if let Command::Batch(commands) = command {
-        return apply_batch(txn, index, commands);
-    }
+    // Opened once per entry, not per command of a batch: opening and closing a redb table
+    // was a tenth of the apply's time.
     let mut objects = txn.open_table(OBJECTS)?;
     let mut meta = txn.open_table(META)?;
+    match command {
+        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, index, commands),
+        one => apply_one(txn, &mut objects, &mut meta, index, one),
+    }
+}
+
+type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+fn apply_one(
+    txn: &WriteTransaction,
+    objects: &mut Table<'_>,
+    meta: &mut Table<'_>,
+    index: u64,
+    command: &Command,
+) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let current = |objects: &redb::Table<&str, &[u8]>,
                    key: &ObjectKey|
      -> Result<Option<Object>, StoreError> {
@@ -123,7 +137,7 @@ pub fn apply(
             } else {
                 EventType::Added
             };
-            let (obj, ev) = write(&mut objects, &mut meta, object.clone(), event)?;
+            let (obj, ev) = write(objects, meta, object.clone(), event)?;
             Ok((
                 CommandResult::Stored(obj.clone()),
                 vec![event_of(ev, obj, index)],
@@ -184,8 +198,8 @@ pub fn apply(
             }
             pod.spec.node_name = Some(node.clone());
             let (obj, ev) = write(
-                &mut objects,
-                &mut meta,
+                objects,
+                meta,
                 Object::Pod(pod),
                 EventType::Modified,
             )?;
@@ -208,6 +222,8 @@ pub fn apply(
 
 fn apply_batch(
     txn: &WriteTransaction,
+    objects: &mut Table<'_>,
+    meta: &mut Table<'_>,
     index: u64,
     commands: &[Command],
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
@@ -218,7 +234,7 @@ fn apply_batch(
             results.push(nested_batch());
             continue;
         }
-        let (result, evs) = apply(txn, index, command)?;
+        let (result, evs) = apply_one(txn, objects, meta, index, command)?;
         results.push(result);
         events.extend(evs);
     }
