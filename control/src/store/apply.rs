@@ -120,7 +120,7 @@ fn apply_one(
             precondition,
         } => {
             let key = object.key();
-            let existing = current(&objects, &key)?;
+            let existing = current(objects, &key)?;
             if let Some(reject) = check(&key, existing.as_ref(), precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
             }
@@ -128,7 +128,7 @@ fn apply_one(
             // stale) view can never land in a namespace deleted meanwhile.
             if existing.is_none() && key.kind.namespaced() {
                 let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-                if let Err(reject) = namespace_admits(&key, current(&objects, &ns)?.as_ref()) {
+                if let Err(reject) = namespace_admits(&key, current(objects, &ns)?.as_ref()) {
                     return Ok((CommandResult::Rejected(reject), vec![]));
                 }
             }
@@ -144,7 +144,7 @@ fn apply_one(
             ))
         }
         Command::Delete { key, precondition } => {
-            let existing = current(&objects, key)?;
+            let existing = current(objects, key)?;
             if let Some(reject) = check(key, existing.as_ref(), precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
             }
@@ -170,14 +170,14 @@ fn apply_one(
                     vec![],
                 ))
             };
-            let Some(Object::Pod(mut pod)) = current(&objects, key)? else {
+            let Some(Object::Pod(mut pod)) = current(objects, key)? else {
                 return reject(format!("{key} no longer exists"));
             };
             if pod.spec.node_name.is_some() || pod.metadata.resource_version > *snapshot_revision {
                 return reject(format!("{key} changed after the scheduling snapshot"));
             }
             let node_key = ObjectKey::new(edge_api::Kind::Node, "", node);
-            match current(&objects, &node_key)? {
+            match current(objects, &node_key)? {
                 Some(n) if n.meta().resource_version <= *snapshot_revision => {}
                 Some(_) => {
                     return reject(format!(
@@ -197,12 +197,7 @@ fn apply_one(
                 ));
             }
             pod.spec.node_name = Some(node.clone());
-            let (obj, ev) = write(
-                objects,
-                meta,
-                Object::Pod(pod),
-                EventType::Modified,
-            )?;
+            let (obj, ev) = write(objects, meta, Object::Pod(pod), EventType::Modified)?;
             meta.insert(bind_key(node).as_str(), index.to_be_bytes().as_slice())?;
             Ok((
                 CommandResult::Stored(obj.clone()),
