@@ -73,14 +73,26 @@ impl ClientConfigFile {
         }
         let text =
             serde_saphyr::to_string(self).map_err(|e| err(std::io::Error::other(e.to_string())))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(err)?;
+        // A temporary name of this process's own: servers started together on one machine
+        // may write the same config at once, and each rename must find its own file.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+            // Created private, never readable by others even for a moment: it holds a key.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
         }
-        std::fs::rename(&tmp, path).map_err(err)
+        let written = options.open(&tmp).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+        Ok(())
     }
 
     pub fn quic_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, crate::tls::TlsError> {

@@ -139,19 +139,45 @@ impl Ha {
     /// Waits until server `asking` sees `n` reachable voters, one of them leader, all having
     /// applied at least `applied`; returns the leader's index.
     fn wait_healthy(&self, asking: usize, n: usize, applied: u64) -> usize {
-        wait_for("a healthy control plane", Duration::from_secs(60), || {
-            let ms = self.members(asking)?;
-            let voters = ms
-                .iter()
-                .filter(|m| m.role != MemberRole::Learner && m.reachable);
-            let leader = ms
-                .iter()
-                .find(|m| m.role == MemberRole::Leader && m.reachable)?;
-            let caught_up = ms.iter().all(|m| m.applied_index.unwrap_or(0) >= applied);
-            (voters.count() == n && ms.len() == n && caught_up)
-                .then(|| self.index_of_advertised(&leader.address))
-                .flatten()
-        })
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(leader) = self.healthy(asking, n, applied) {
+                return leader;
+            }
+            if std::time::Instant::now() > deadline {
+                let logs: Vec<String> = (0..3)
+                    .map(|i| {
+                        let log = self.log(i);
+                        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        format!("--- server {} (last lines):\n{}", i + 1, tail.join("\n"))
+                    })
+                    .collect();
+                panic!(
+                    "no healthy control plane after 60 s; server {} sees {:?}\n{}",
+                    asking + 1,
+                    self.members(asking),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The leader's index if server `asking` sees `n` reachable voters, one of them leader, all
+    /// having applied at least `applied`.
+    fn healthy(&self, asking: usize, n: usize, applied: u64) -> Option<usize> {
+        let ms = self.members(asking)?;
+        let voters = ms
+            .iter()
+            .filter(|m| m.role != MemberRole::Learner && m.reachable);
+        let leader = ms
+            .iter()
+            .find(|m| m.role == MemberRole::Leader && m.reachable)?;
+        let caught_up = ms.iter().all(|m| m.applied_index.unwrap_or(0) >= applied);
+        (voters.count() == n && ms.len() == n && caught_up)
+            .then(|| self.index_of_advertised(&leader.address))
+            .flatten()
     }
 
     fn kill(&mut self, i: usize) {
