@@ -1,6 +1,8 @@
 //! The garbage collector: deletes dependents whose owners are gone (background), deletes the
 //! dependents of an owner in foreground deletion before it, strips the owner reference from
 //! the dependents of an orphaning owner, and finally removes owners whose finalizers are done.
+//! Like Kubernetes' pod GC it also removes pods bound to a node that no longer exists: no agent
+//! will ever stop them or confirm them gone, so they would stay (Terminating) forever.
 
 use super::{pods, Action, Controller, Reconciled, World, FOREGROUND, ORPHAN};
 use chrono::{DateTime, Utc};
@@ -12,6 +14,9 @@ use std::time::Duration;
 const FOLLOW_UP: Duration = Duration::from_millis(300);
 /// How often to look while an owner waits for its dependents to go.
 const WAITING: Duration = Duration::from_secs(1);
+/// How old a pod on a missing node must be before it is removed (kube-controller-manager's
+/// pod GC quarantine): a pod placed by hand may name a node that is still joining.
+const MISSING_NODE_GRACE: Duration = Duration::from_secs(40);
 
 pub struct GarbageCollector;
 
@@ -111,6 +116,10 @@ pub fn collect(world: &World, now: DateTime<Utc>) -> Vec<Action> {
         let Some(meta) = world.meta(key) else {
             continue;
         };
+        if let Some(a) = on_missing_node(key, world, now) {
+            actions.push(a);
+            continue;
+        }
         if !meta.owner_references.is_empty() {
             if let Some(a) = for_dependent(key, world, now) {
                 actions.push(a);
@@ -122,6 +131,24 @@ pub fn collect(world: &World, now: DateTime<Utc>) -> Vec<Action> {
         }
     }
     actions
+}
+
+/// A pod bound to a node that no longer exists, past the grace period: removed now.
+fn on_missing_node(key: &ObjectKey, world: &World, now: DateTime<Utc>) -> Option<Action> {
+    let p = world.pod(key)?;
+    let node = p.spec.node_name.as_deref()?;
+    if world.node(node).is_some() {
+        return None;
+    }
+    let age = p
+        .metadata
+        .creation_timestamp
+        .and_then(|t| (now - t).to_std().ok())
+        .unwrap_or(Duration::MAX);
+    (age >= MISSING_NODE_GRACE).then(|| Action::Delete {
+        key: key.clone(),
+        resource_version: p.metadata.resource_version,
+    })
 }
 
 fn for_dependent(key: &ObjectKey, world: &World, now: DateTime<Utc>) -> Option<Action> {

@@ -148,3 +148,51 @@ fn an_owner_with_other_finalizers_waits_for_them() {
     settle(&mut sim);
     assert!(sim.get(&dk).is_none());
 }
+
+#[test]
+fn pods_left_on_a_node_that_is_gone_are_removed_after_the_grace_period() {
+    let (_, rs, mut objects) = family();
+    let now = Utc::now();
+    objects.retain(|o| !matches!(o, Object::Node(_))); // the node was deleted
+    for o in objects.iter_mut() {
+        if let Object::Pod(p) = o {
+            p.metadata.creation_timestamp = Some(now - chrono::Duration::seconds(300));
+            if p.metadata.name == "web-1-a" {
+                // Evicted while the node was there: Terminating, waiting for an agent.
+                p.metadata.deletion_timestamp = Some(now - chrono::Duration::seconds(100));
+            }
+        }
+    }
+    let mut young = pod(
+        "fresh",
+        Kind::ReplicaSet,
+        &rs.metadata,
+        Some("joining"),
+        PodPhase::Pending,
+    );
+    young.metadata.creation_timestamp = Some(now - chrono::Duration::seconds(5));
+    objects.push(Object::Pod(young));
+    let actions = collect(&world(objects), now);
+    let mut deleted: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete { key, .. } if key.kind == Kind::Pod => Some(key.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["web-1-a", "web-1-b"], "{actions:?}");
+}
+
+#[test]
+fn pods_on_a_live_node_are_left_to_their_agent() {
+    let (_, _, mut objects) = family();
+    let now = Utc::now();
+    for o in objects.iter_mut() {
+        if let Object::Pod(p) = o {
+            p.metadata.creation_timestamp = Some(now - chrono::Duration::seconds(300));
+            p.metadata.deletion_timestamp = Some(now);
+        }
+    }
+    assert!(collect(&world(objects), now).is_empty());
+}
