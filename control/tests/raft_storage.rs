@@ -252,3 +252,30 @@ async fn restarts_go_on_writing_in_the_newest_segment() {
     let mut log = open(dir.path()).log_store();
     assert_eq!(indexes(&mut log).await, (0..5).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_log_reports_how_much_it_holds_so_raft_can_compact_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let size = store.log_size_probe();
+    let mut log = store.log_store();
+    assert_eq!(size(), Some(0));
+    log.blocking_append(entries(1, 0, 10, 10_000))
+        .await
+        .unwrap();
+    let full = size().unwrap();
+    assert!(
+        (100_000..120_000).contains(&full),
+        "{full} bytes for 10 x 10 kB"
+    );
+    log.purge(log_id(1, 4)).await.unwrap();
+    let half = size().unwrap();
+    assert!(
+        half < full * 6 / 10 && half > full * 4 / 10,
+        "{half} of {full}"
+    );
+    log.truncate(log_id(1, 5)).await.unwrap();
+    assert_eq!(size(), Some(0));
+    drop((log, store));
+    assert_eq!(size(), None, "the probe does not keep the store open");
+}

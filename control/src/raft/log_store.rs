@@ -141,7 +141,7 @@ pub(super) fn import_old_log(db: &Database, wal_dir: &Path) -> Result<(), Failur
         if old.vote.is_none() && entries.is_empty() {
             return Ok(());
         }
-        old.append(&entries).map_err(Failure::Corrupt)?;
+        old.append(&entries, 0).map_err(Failure::Corrupt)?;
     }
     super::wal::create_from(wal_dir, &old).map_err(|e| Failure::Log(e.to_string()))?;
     let txn = durable_write(db)?;

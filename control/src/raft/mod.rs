@@ -82,6 +82,13 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Pause between attempts while the leader changes.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// Entries kept behind a snapshot at most: the live log is held in memory (`wal/`), and an
+/// entry may carry a batch of writes.
+const KEEP_AFTER_SNAPSHOT: u64 = 200;
+/// A snapshot (and compaction) is started when the log holds more than this, whatever its
+/// number of entries: the live log is held in memory, and a Pi has 1 GB.
+const LOG_BYTES_LIMIT: u64 = 32 << 20;
+
 /// Knobs of the raft group that operators (and tests) may turn.
 #[derive(Clone, Debug)]
 pub struct RaftTuning {
@@ -136,7 +143,7 @@ fn config(tuning: &RaftTuning) -> Result<Config, Box<openraft::ConfigError>> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_logs.max(1)),
         // Keep some log behind the snapshot, so a follower that was briefly away catches up
         // from the log instead of a full snapshot.
-        max_in_snapshot_log_to_keep: (tuning.snapshot_logs / 10).min(1000),
+        max_in_snapshot_log_to_keep: (tuning.snapshot_logs / 10).min(KEEP_AFTER_SNAPSHOT),
         purge_batch_size: 256,
         ..Default::default()
     }
@@ -172,6 +179,7 @@ impl RaftNode {
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
             .map_err(|source| RaftStartError::Raft { node_id, source })?;
+        tokio::spawn(compact_when_large(raft.clone(), store.log_size_probe()));
         Ok(RaftNode {
             writes: writes::WriteBatcher::start(raft.clone()),
             forward: forward::Combiner::default(),
@@ -384,6 +392,35 @@ impl RaftNode {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Starts a snapshot whenever the log holds more than `LOG_BYTES_LIMIT` (openraft's own policy
+/// counts entries only); openraft then purges the log behind it. Ends when raft stops, letting
+/// go of the store (a restart in the same process reopens it).
+async fn compact_when_large(raft: Raft<TypeConfig>, log_bytes: impl Fn() -> Option<u64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_trigger: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        let Some(bytes) = log_bytes() else {
+            return;
+        };
+        let recent = last_trigger.is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+        if bytes <= LOG_BYTES_LIMIT || recent {
+            continue;
+        }
+        tracing::info!(
+            bytes,
+            "the raft log is large; taking a snapshot to compact it"
+        );
+        last_trigger = Some(Instant::now());
+        if raft.trigger().snapshot().await.is_err() {
+            return; // raft stopped
         }
     }
 }

@@ -166,6 +166,12 @@ impl RedbStore {
         })
     }
 
+    /// The encoded size of the raft log entries held (in memory and in the log's files), as
+    /// a probe that does not keep the store open (None once it is closed).
+    pub fn log_size_probe(&self) -> impl Fn() -> Option<u64> + Send + 'static {
+        self.wal.size_probe()
+    }
+
     pub fn database(&self) -> Arc<Database> {
         self.db.clone()
     }

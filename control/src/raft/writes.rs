@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Entries proposed and not yet applied at once: while all are in flight, new writes gather
 /// into the next batch.
 pub(crate) const IN_FLIGHT: usize = 4;
-/// Commands per entry at most (an entry must stay well under the RPC frame limit).
-const MAX_BATCH: usize = 256;
+/// Commands per entry at most: an entry must stay well under the RPC frame limit, and the live
+/// log is kept in memory, so entries stay small (a few hundred KiB at most).
+const MAX_BATCH: usize = 64;
 
 type Reply = oneshot::Sender<Result<CommandResult, CallError>>;
 

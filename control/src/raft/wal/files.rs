@@ -111,7 +111,7 @@ pub(super) fn replay(dir: &Path) -> Result<Replayed, WalError> {
                     max_index = Some(max_index.map_or(last, |m: u64| m.max(last)));
                 }
             }
-            mem.apply(record).map_err(corrupt)?;
+            mem.apply(record, payload.len()).map_err(corrupt)?;
             offset += HEADER + payload.len();
         }
         segments.push(Segment { seq, max_index });

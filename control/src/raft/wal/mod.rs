@@ -84,12 +84,22 @@ enum Record<'a> {
 #[derive(Debug, Default)]
 pub struct MemLog {
     entries: VecDeque<Entry>,
+    /// The encoded size of each entry (its share of its record), in step with `entries`.
+    sizes: VecDeque<u32>,
+    /// Their sum: what the log holds in memory, roughly (see `bytes`).
+    bytes: u64,
     pub vote: Option<Vote>,
     pub committed: Option<LogId>,
     pub last_purged: Option<LogId>,
 }
 
 impl MemLog {
+    /// The encoded size of the entries held, which their memory follows: raft compacts the log
+    /// when it grows past a bound (`RaftNode`'s log-size watch), not only after many entries.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub fn last_log_id(&self) -> Option<LogId> {
         self.entries.back().map(|e| e.log_id).or(self.last_purged)
     }
@@ -97,7 +107,8 @@ impl MemLog {
     /// Appends entries that must continue the log; an entry at an index already held replaces
     /// it and everything after (raft truncates first, so this only tolerates a redo). An empty
     /// log takes any index: after a snapshot the log restarts past the purge point.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), String> {
+    pub fn append(&mut self, entries: &[Entry], record_bytes: usize) -> Result<(), String> {
+        let each = u32::try_from(record_bytes / entries.len().max(1)).unwrap_or(u32::MAX);
         for entry in entries {
             let index = entry.log_id.index;
             if let Some(last) = self.entries.back().map(|e| e.log_id.index) {
@@ -109,7 +120,11 @@ impl MemLog {
                 Some(last) if index != last + 1 => {
                     return Err(format!("entry {index} does not follow entry {last}"))
                 }
-                _ => self.entries.push_back(entry.clone()),
+                _ => {
+                    self.entries.push_back(entry.clone());
+                    self.sizes.push_back(each);
+                    self.bytes += u64::from(each);
+                }
             }
         }
         Ok(())
@@ -118,6 +133,9 @@ impl MemLog {
     pub fn truncate(&mut self, since: u64) {
         while self.entries.back().is_some_and(|e| e.log_id.index >= since) {
             self.entries.pop_back();
+            self.bytes = self
+                .bytes
+                .saturating_sub(self.sizes.pop_back().map_or(0, u64::from));
         }
     }
 
@@ -128,6 +146,9 @@ impl MemLog {
             .is_some_and(|e| e.log_id.index <= upto.index)
         {
             self.entries.pop_front();
+            self.bytes = self
+                .bytes
+                .saturating_sub(self.sizes.pop_front().map_or(0, u64::from));
         }
         if self.last_purged.is_none_or(|p| p < upto) {
             self.last_purged = Some(upto);
@@ -158,9 +179,9 @@ impl MemLog {
         self.entries.iter().skip(skip).take(take).cloned().collect()
     }
 
-    fn apply(&mut self, record: Record<'_>) -> Result<(), String> {
+    fn apply(&mut self, record: Record<'_>, record_bytes: usize) -> Result<(), String> {
         match record {
-            Record::Entries(entries) => self.append(&entries)?,
+            Record::Entries(entries) => self.append(&entries, record_bytes)?,
             Record::Truncate(since) => self.truncate(since),
             Record::Purge(upto) => self.purge(upto),
             Record::Vote(v) => self.vote = Some(v),
@@ -241,6 +262,17 @@ impl Wal {
         })
     }
 
+    /// The size of the entries held, read through a weak reference: None once every handle
+    /// (and so the writer) is gone.
+    pub fn size_probe(&self) -> impl Fn() -> Option<u64> + Send + 'static {
+        let weak = Arc::downgrade(&self.mem);
+        move || {
+            let mem = weak.upgrade()?;
+            let bytes = mem.read().unwrap_or_else(|p| p.into_inner()).bytes();
+            Some(bytes)
+        }
+    }
+
     /// The log as written so far (a poisoned lock only means a panic elsewhere mid-read).
     pub fn read(&self) -> RwLockReadGuard<'_, MemLog> {
         self.mem.read().unwrap_or_else(|p| p.into_inner())
@@ -262,7 +294,7 @@ impl Wal {
         };
         let framed = frame(&Record::Entries(Cow::Borrowed(entries)))
             .map_err(|e| e.to_string())
-            .and_then(|bytes| self.write().append(entries).map(|()| bytes));
+            .and_then(|bytes| self.write().append(entries, bytes.len()).map(|()| bytes));
         match framed {
             Ok(bytes) => {
                 self.queue(Job {
