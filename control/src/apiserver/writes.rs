@@ -68,7 +68,7 @@ impl ControlPlane {
     /// Reads a consistent snapshot after a raft read barrier, so reads are linearizable.
     pub async fn current(&self) -> Result<Snapshot, ApiError> {
         self.raft.read_barrier().await.map_err(unavailable)?;
-        crate::store::read_snapshot(&self.raft.store.database()).map_err(internal)
+        self.local_view()
     }
 
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ApiError> {

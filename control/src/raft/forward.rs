@@ -3,7 +3,7 @@
 //! each waiter its own result, so a follower under load makes one call per batch, not per write.
 
 use super::calls::{PeerCall, PeerReply};
-use super::writes::{batchable, take_batch, IN_FLIGHT};
+use super::writes::{batchable, send_batch, take_batch, BatchError, IN_FLIGHT};
 use super::{unexpected, ProposeError, RaftNode};
 use crate::store::{Command, CommandResult};
 use std::collections::VecDeque;
@@ -57,7 +57,7 @@ impl RaftNode {
                 // Another caller took this write with its batch and answers it.
                 return answered(rx.await);
             }
-            self.send_batch(batch).await;
+            send_batch(batch, |cmd| self.propose_alone(cmd)).await;
         }
     }
 
@@ -65,35 +65,6 @@ impl RaftNode {
         match self.on_leader(PeerCall::Write(cmd), false).await? {
             PeerReply::Written(r) => Ok(r),
             other => Err(unexpected(other)),
-        }
-    }
-
-    async fn send_batch(&self, mut batch: Vec<(Command, Reply)>) {
-        if batch.len() == 1 {
-            if let Some((cmd, reply)) = batch.pop() {
-                let _ = reply.send(self.propose_alone(cmd).await); // the caller may have gone
-            }
-            return;
-        }
-        let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-        let n = commands.len();
-        match self.propose_alone(Command::Batch(commands)).await {
-            Ok(CommandResult::Batch(results)) if results.len() == n => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
-            }
-            Ok(other) => {
-                let e = format!("a batch of {n} writes was answered with {other:?}");
-                for reply in replies {
-                    let _ = reply.send(Err(ProposeError::Refused(e.clone())));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.duplicate()));
-                }
-            }
         }
     }
 }
@@ -110,9 +81,8 @@ fn answered(
     })
 }
 
-impl ProposeError {
-    /// The same error for another waiter of the same batch.
-    fn duplicate(&self) -> ProposeError {
+impl BatchError for ProposeError {
+    fn copy(&self) -> ProposeError {
         match self {
             ProposeError::NotLeader { leader } => ProposeError::NotLeader {
                 leader: leader.clone(),
@@ -123,5 +93,8 @@ impl ProposeError {
             ProposeError::Timeout(d) => ProposeError::Timeout(*d),
             ProposeError::Fatal(f) => ProposeError::Fatal(f.clone()),
         }
+    }
+    fn mismatched(message: String) -> Self {
+        ProposeError::Refused(message)
     }
 }

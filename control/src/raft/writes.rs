@@ -74,7 +74,7 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Command, R
         let batch = take_batch(&mut waiting);
         let raft = raft.clone();
         tokio::spawn(async move {
-            propose(&raft, batch).await;
+            send_batch(batch, |cmd| client_write(&raft, cmd)).await;
             drop(slot);
         });
     }
@@ -122,31 +122,55 @@ fn batch_key(cmd: &Command) -> Option<String> {
     }
 }
 
-async fn propose(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>) {
+/// An error each waiter of one batch gets its own copy of.
+pub(crate) trait BatchError {
+    fn copy(&self) -> Self;
+    /// The batch was answered with something other than one result per command.
+    fn mismatched(message: String) -> Self;
+}
+
+impl BatchError for CallError {
+    fn copy(&self) -> Self {
+        self.clone()
+    }
+    fn mismatched(message: String) -> Self {
+        CallError::Storage(message)
+    }
+}
+
+/// Sends a batch through `send` (a lone command as it is, several as one `Command::Batch`) and
+/// hands each waiter its own result. Shared by the leader's batcher and followers' combiner.
+pub(crate) async fn send_batch<E, F, Fut>(
+    mut batch: Vec<(Command, oneshot::Sender<Result<CommandResult, E>>)>,
+    send: F,
+) where
+    E: BatchError,
+    F: FnOnce(Command) -> Fut,
+    Fut: std::future::Future<Output = Result<CommandResult, E>>,
+{
     if batch.len() == 1 {
         if let Some((cmd, reply)) = batch.pop() {
-            let _ = reply.send(client_write(raft, cmd).await); // the caller may have gone
+            let _ = reply.send(send(cmd).await); // the caller may have gone
         }
         return;
     }
-    let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
     let n = commands.len();
-    match client_write(raft, Command::Batch(commands)).await {
+    match send(Command::Batch(commands)).await {
         Ok(CommandResult::Batch(results)) if results.len() == n => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
         }
         Ok(other) => {
-            let e =
-                CallError::Storage(format!("a batch of {n} writes was answered with {other:?}"));
+            let message = format!("a batch of {n} writes was answered with {other:?}");
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send(Err(E::mismatched(message.clone())));
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send(Err(e.copy()));
             }
         }
     }
@@ -220,5 +244,56 @@ mod tests {
             10,
             "what did not fit goes next"
         );
+    }
+
+    #[tokio::test]
+    async fn each_waiter_of_a_batch_gets_its_own_result_or_a_copy_of_the_error() {
+        let waiters = |names: &[&str]| {
+            let mut batch = Vec::new();
+            let mut answers = Vec::new();
+            for n in names {
+                let (tx, rx) = oneshot::channel::<Result<CommandResult, CallError>>();
+                batch.push((put(n).0, tx));
+                answers.push(rx);
+            }
+            (batch, answers)
+        };
+        // One result per command, in order: the i-th waiter gets the i-th.
+        let (batch, answers) = waiters(&["a", "b", "c"]);
+        send_batch(batch, |cmd| async move {
+            let Command::Batch(cmds) = cmd else {
+                return Err(CallError::Refused("not a batch".into()));
+            };
+            let stored = cmds.into_iter().map(|c| match c {
+                Command::Put { object, .. } => CommandResult::Stored(object),
+                _ => CommandResult::Nothing,
+            });
+            Ok(CommandResult::Batch(stored.collect()))
+        })
+        .await;
+        for (rx, name) in answers.into_iter().zip(["a", "b", "c"]) {
+            match rx.await.unwrap() {
+                Ok(CommandResult::Stored(o)) => assert_eq!(o.meta().name, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // A failed proposal fails every waiter; a lone command goes as it is.
+        let (batch, answers) = waiters(&["a", "b"]);
+        send_batch(batch, |_| async { Err(CallError::Stopped("down".into())) }).await;
+        for rx in answers {
+            assert_eq!(rx.await.unwrap(), Err(CallError::Stopped("down".into())));
+        }
+        let (batch, answers) = waiters(&["a"]);
+        send_batch(batch, |cmd| async move {
+            assert!(
+                matches!(cmd, Command::Put { .. }),
+                "a lone write is not wrapped"
+            );
+            Ok(CommandResult::Nothing)
+        })
+        .await;
+        for rx in answers {
+            assert_eq!(rx.await.unwrap(), Ok(CommandResult::Nothing));
+        }
     }
 }

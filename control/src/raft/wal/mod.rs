@@ -239,6 +239,11 @@ pub struct Wal {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A poisoned lock only means a panic elsewhere mid-read: the log itself is whole.
+fn read_log(mem: &RwLock<MemLog>) -> RwLockReadGuard<'_, MemLog> {
+    mem.read().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Wal {
     /// Opens (or creates) the log in `dir`, replays it and starts the writer.
     pub fn open(dir: &Path) -> Result<Wal, WalError> {
@@ -268,14 +273,14 @@ impl Wal {
         let weak = Arc::downgrade(&self.mem);
         move || {
             let mem = weak.upgrade()?;
-            let bytes = mem.read().unwrap_or_else(|p| p.into_inner()).bytes();
+            let bytes = read_log(&mem).bytes();
             Some(bytes)
         }
     }
 
-    /// The log as written so far (a poisoned lock only means a panic elsewhere mid-read).
+    /// The log as written so far.
     pub fn read(&self) -> RwLockReadGuard<'_, MemLog> {
-        self.mem.read().unwrap_or_else(|p| p.into_inner())
+        read_log(&self.mem)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, MemLog> {

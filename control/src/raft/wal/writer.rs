@@ -4,7 +4,7 @@
 use super::{frame, segment_path, Done, Effect, Job, Record, Segment, SEGMENT_BYTES};
 use crate::raft::types::{LogId, Vote};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -60,12 +60,7 @@ impl Writer {
             return Ok(writer);
         };
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        if len < SEGMENT_BYTES {
-            let zeros = vec![0u8; (SEGMENT_BYTES - len) as usize];
-            std::os::unix::fs::FileExt::write_all_at(&file, &zeros, len)?;
-        }
-        file.sync_all()?;
+        fill_with_zeros(&file)?;
         File::open(dir)?.sync_all()?;
         writer.file = Some(file);
         writer.offset = end;
@@ -233,21 +228,27 @@ fn spare_path(dir: &Path) -> PathBuf {
 
 /// A new file of `SEGMENT_BYTES` zeros, synced.
 fn zero_filled(path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
         .open(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = SEGMENT_BYTES;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
-    file.sync_all()?;
+    fill_with_zeros(&file)?;
     Ok(file)
+}
+
+/// Writes zeros from the end of `file` up to `SEGMENT_BYTES` (a segment's preallocation) and
+/// syncs it, contents and size.
+fn fill_with_zeros(file: &File) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = file.metadata()?.len();
+    while at < SEGMENT_BYTES {
+        let n = (SEGMENT_BYTES - at).min(zeros.len() as u64);
+        std::os::unix::fs::FileExt::write_all_at(file, &zeros[..n as usize], at)?;
+        at += n;
+    }
+    file.sync_all()
 }
 
 /// Starts making the next segment's file in the background. A leftover spare from a crash is
