@@ -170,13 +170,6 @@ fn measure(
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn wait_echo(addr: SocketAddr, what: &str) {
     wait_for(what, Duration::from_secs(60), || {
         let mut s = TcpStream::connect(addr).ok()?;
@@ -210,7 +203,7 @@ fn haproxy(
         .next()?
         .to_string();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pe, ps) = (free_port(), free_port());
+    let (pe, ps) = (free_tcp_port(), free_tcp_port());
     let cfg = format!(
         "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend echo\n  bind 127.0.0.1:{pe}\n  default_backend echo\nbackend echo\n  server s1 {echo}\n\

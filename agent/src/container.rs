@@ -265,7 +265,7 @@ pub fn tcp_ports(c: &Container) -> Vec<u16> {
         .collect()
 }
 
-struct Discard;
+pub(crate) struct Discard;
 
 impl OutputSink for Discard {
     fn write(&self, _: edge_runtime::OutputStream, _: &[u8]) {}

@@ -301,23 +301,16 @@ async fn a_local_http_pod_gets_requests_without_a_socket() {
         AllocatorPreference::OnDemand,
     )
     .unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/components/http-hello.wasm");
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the guest components with scripts/build-modules.sh",
-            path.display()
-        )
-    });
+    let wasm = crate::pod_tests::fixture("http-hello");
     let digest = edge_api::wire::blob_digest(&wasm);
     let hex = digest.trim_start_matches("sha256:");
     let component = runtime.load(hex, &wasm).await.unwrap();
-    struct Null;
-    impl edge_runtime::OutputSink for Null {
-        fn write(&self, _: edge_runtime::OutputStream, _: &[u8]) {}
-    }
     let handler = runtime
-        .http_handler(&component, HttpSpec::default(), std::sync::Arc::new(Null))
+        .http_handler(
+            &component,
+            HttpSpec::default(),
+            std::sync::Arc::new(crate::container::Discard),
+        )
         .unwrap();
 
     let proxy = Proxy::new("a", None);

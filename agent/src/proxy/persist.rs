@@ -117,4 +117,32 @@ mod tests {
         );
         proxy.shutdown();
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_reach_the_file_within_the_write_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.cbor");
+        let proxy = Proxy::new("a", None);
+        proxy.persist_to(path.clone());
+        let mut svc = Service::default();
+        svc.metadata.name = "web".into();
+        svc.metadata.namespace = "default".into();
+        proxy.upsert_service(svc);
+        assert!(load(&path).unwrap().is_none(), "not written at once");
+        tokio::time::sleep(WRITE_EVERY + Duration::from_secs(1)).await;
+        // The write itself runs on a blocking thread, outside the paused clock.
+        let mut saved = None;
+        for _ in 0..200 {
+            saved = load(&path).unwrap();
+            if saved.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            tokio::task::yield_now().await;
+        }
+        let saved = saved.expect("the background writer saved the change");
+        assert_eq!(saved.services.len(), 1);
+        assert_eq!(saved.services[0].metadata.name, "web");
+        proxy.shutdown();
+    }
 }

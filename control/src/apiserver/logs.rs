@@ -19,7 +19,7 @@ pub async fn proxy(
     else {
         return Err(internal("logs proxy called with another request"));
     };
-    let (mut to_agent, mut from_agent, unavailable) = open_to_agent(
+    let (mut to_agent, mut from_agent, node) = open_to_agent(
         cp,
         &req,
         namespace,
@@ -39,15 +39,17 @@ pub async fn proxy(
                     }
                 }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(agent_unavailable(&node, &e)),
             },
             _ = send.stopped() => return Ok(()),
         }
     }
 }
 
-/// A request's error from the agent of node `node`.
-pub(super) type Unavailable = Box<dyn Fn(&dyn std::fmt::Display) -> ApiError + Send + Sync>;
+/// A request's error on the way to or from the agent of node `node`.
+pub(super) fn agent_unavailable(node: &str, e: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}"))
+}
 
 /// Opens a stream back over the agent link of the node running pod `namespace/name` and sends
 /// `req` on it: what logs and port-forward share. `unscheduled`/`disconnected` finish the
@@ -59,7 +61,7 @@ pub(super) async fn open_to_agent(
     name: &str,
     unscheduled: &str,
     disconnected: &str,
-) -> Result<(quinn::SendStream, quinn::RecvStream, Unavailable), ApiError> {
+) -> Result<(quinn::SendStream, quinn::RecvStream, String), ApiError> {
     let key = ObjectKey::new(Kind::Pod, namespace, name);
     let pod = cp.get(&super::Scope::Everything, &key).await?;
     let node = pod
@@ -77,11 +79,12 @@ pub(super) async fn open_to_agent(
             format!("node {node:?} is not connected{disconnected}"),
         )
     })?;
-    let unavailable: Unavailable =
-        Box::new(move |e| ApiError::new(ErrorCode::Unavailable, format!("node {node:?}: {e}")));
-    let (mut to_agent, from_agent) = conn.open_bi().await.map_err(|e| unavailable(&e))?;
+    let (mut to_agent, from_agent) = conn
+        .open_bi()
+        .await
+        .map_err(|e| agent_unavailable(&node, &e))?;
     write_frame(&mut to_agent, req)
         .await
-        .map_err(|e| unavailable(&e))?;
-    Ok((to_agent, from_agent, unavailable))
+        .map_err(|e| agent_unavailable(&node, &e))?;
+    Ok((to_agent, from_agent, node))
 }

@@ -1,6 +1,7 @@
 //! `edgectl port-forward`: like logs, the server opens a stream back over the pod's node's own
 //! agent link, waits for the agent to connect to the pod's port, then relays raw bytes both ways.
 
+use super::logs::agent_unavailable;
 use super::objects::internal;
 use crate::context::ControlPlane;
 use edge_api::wire::{read_frame, write_frame, ApiError, Request, Response, MAX_FRAME_BYTES};
@@ -17,7 +18,7 @@ pub async fn relay(
     else {
         return Err(internal("port-forward relay called with another request"));
     };
-    let (mut to_agent, mut from_agent, unavailable) = super::logs::open_to_agent(
+    let (mut to_agent, mut from_agent, node) = super::logs::open_to_agent(
         cp,
         &req,
         namespace,
@@ -30,11 +31,12 @@ pub async fn relay(
         Ok(Some(Response::Ok)) => {}
         Ok(Some(Response::Error(e))) => return Err(e),
         Ok(_) => {
-            return Err(unavailable(
+            return Err(agent_unavailable(
+                &node,
                 &"the agent closed the stream without answering",
             ))
         }
-        Err(e) => return Err(unavailable(&e)),
+        Err(e) => return Err(agent_unavailable(&node, &e)),
     }
     write_frame(send, &Response::Ok).await.map_err(internal)?;
     let upstream = async {

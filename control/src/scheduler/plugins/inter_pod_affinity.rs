@@ -89,13 +89,13 @@ fn selects(term: &PodAffinityTerm, owner: &Pod, other: &Pod) -> bool {
     )
 }
 
-/// The placed pods `term`, written in `owner`, selects, each with its node: found through the
-/// snapshot's label index rather than by visiting every pod.
+/// The nodes of the placed pods `term`, written in `owner`, selects (once per pod): found
+/// through the snapshot's label index rather than by visiting every pod.
 fn selected<'a>(
     snap: &'a Snapshot,
     term: &'a PodAffinityTerm,
     owner: &'a Pod,
-) -> impl Iterator<Item = (NodeInfo<'a>, &'a Pod)> + 'a {
+) -> impl Iterator<Item = NodeInfo<'a>> + 'a {
     let mut namespaces: Vec<&'a str> = if term.namespaces.is_empty() {
         vec![owner.metadata.namespace.as_str()]
     } else {
@@ -108,6 +108,7 @@ fn selected<'a>(
         selector
             .into_iter()
             .flat_map(move |s| snap.pods_selected(ns, s))
+            .map(|(node, _)| node)
     })
 }
 
@@ -130,12 +131,12 @@ impl Plugin for InterPodAffinity {
         }
         let (mut affinity, mut anti) = (Domains::default(), Domains::default());
         for t in own.affinity {
-            for (n, _) in selected(snap, t, pod) {
+            for n in selected(snap, t, pod) {
                 affinity.add(&n, t, 1);
             }
         }
         for t in own.anti {
-            for (n, _) in selected(snap, t, pod) {
+            for n in selected(snap, t, pod) {
                 anti.add(&n, t, 1);
             }
         }
@@ -185,7 +186,7 @@ impl Plugin for InterPodAffinity {
         for (list, sign) in [(own.preferred, 1), (own.preferred_anti, -1)] {
             for w in list {
                 let t = &w.pod_affinity_term;
-                for (n, _) in selected(snap, t, pod) {
+                for n in selected(snap, t, pod) {
                     score.add(&n, t, sign * i64::from(w.weight));
                 }
             }
