@@ -281,7 +281,9 @@ impl EdgeCluster {
         rt: &tokio::runtime::Runtime,
         i: usize,
     ) -> Option<Vec<edge_api::wire::Member>> {
-        let quic = self.config().quic_config(ALPN_API).ok()?;
+        // The first server writes its token before its admin config.
+        let config = ClientConfigFile::load(&self.data(0).join("admin.conf")).ok()?;
+        let quic = config.quic_config(ALPN_API).ok()?;
         let addr = self.addr(i);
         rt.block_on(async move {
             let c = Client::connect(&addr, quic).await.ok()?;

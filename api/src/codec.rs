@@ -21,6 +21,15 @@ pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, Co
     serde_cbor::to_vec(value).map_err(|source| CodecError::Encode { what, source })
 }
 
+/// Encodes a value after whatever `out` already holds (a frame header, say).
+pub fn encode_into<T: Serialize>(
+    what: &'static str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    serde_cbor::to_writer(out, value).map_err(|source| CodecError::Encode { what, source })
+}
+
 /// Decodes untrusted bytes; never panics on malformed input.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {
     serde_cbor::from_slice(bytes).map_err(|source| CodecError::Decode { what, source })

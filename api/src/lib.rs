@@ -11,6 +11,7 @@ pub mod intstr;
 pub mod manifest;
 pub mod meta;
 pub mod object;
+mod object_serde;
 pub mod pod;
 pub mod quantity;
 pub mod scheduling;

@@ -237,9 +237,9 @@ impl Node {
     }
 }
 
-/// Any object. The `kind` field of a manifest selects the variant.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "kind")]
+/// Any object. The `kind` field of a manifest selects the variant (see `object_serde` for the
+/// binary form).
+#[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Namespace(Namespace),
     Node(Node),

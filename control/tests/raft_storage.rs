@@ -37,10 +37,12 @@ fn entries(term: u64, from: u64, to: u64, payload_bytes: usize) -> Vec<Entry> {
     (from..to)
         .map(|i| Entry {
             log_id: log_id(term, i),
-            payload: EntryPayload::Normal(edge_control::store::Command::PutBlob {
-                digest: format!("sha256:{i:064}"),
-                data: vec![7u8; payload_bytes],
-            }),
+            payload: EntryPayload::Normal(std::sync::Arc::new(
+                edge_control::store::Command::PutBlob {
+                    digest: format!("sha256:{i:064}"),
+                    data: vec![7u8; payload_bytes],
+                },
+            )),
         })
         .collect()
 }

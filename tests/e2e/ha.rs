@@ -376,6 +376,10 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     let token_file = ha.servers[0].data.join("token");
     ha.token = wait_for("the first server's token", Duration::from_secs(60), || {
         let t = std::fs::read_to_string(&token_file).ok()?;
+        // The server writes its token before the admin config: wait for both.
+        if !ha.servers[0].data.join("admin.conf").exists() {
+            return None;
+        }
         ha.members(0).map(|_| t.trim().to_string())
     });
     // Both join at once: their node ids must still differ.

@@ -43,14 +43,24 @@ where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    let body = crate::codec::encode("frame", value)?;
-    let len = u32::try_from(body.len()).map_err(|_| WireError::FrameTooLarge {
-        size: body.len(),
+    w.write_all(&encode_frame(value)?).await?;
+    Ok(())
+}
+
+/// One frame as bytes, header included, so that it goes out in one write: a QUIC stream sends
+/// a packet per write when its connection is idle, and a lone 4-byte header packet costs a
+/// round of encryption and wake-ups on both sides.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut frame = Vec::with_capacity(256);
+    frame.extend_from_slice(&[0; 4]);
+    crate::codec::encode_into("frame", value, &mut frame)?;
+    let size = frame.len() - 4;
+    let len = u32::try_from(size).map_err(|_| WireError::FrameTooLarge {
+        size,
         max: u32::MAX as usize,
     })?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(&body).await?;
-    Ok(())
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames. A declared length above

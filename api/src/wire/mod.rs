@@ -10,6 +10,6 @@ pub mod members;
 pub mod protocol;
 
 pub use client::{Client, ResponseStream};
-pub use frame::{read_frame, write_frame, WireError};
+pub use frame::{encode_frame, read_frame, write_frame, WireError};
 pub use members::{Member, MemberRole, ServerJoin};
 pub use protocol::*;

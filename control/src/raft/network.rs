@@ -213,13 +213,13 @@ impl QuicNetwork {
         timeout: Duration,
     ) -> Result<Result<PeerReply, CallError>, CallFailure> {
         let peer = self.peer(target, addr);
-        let body = edge_api::codec::encode("peer call", &RaftRpc::Call(call.clone()))
+        let frame = edge_api::wire::encode_frame(&RaftRpc::Call(call.clone()))
             .map_err(|e| CallFailure::NotSent(e.to_string()))?;
         let conn = tokio::time::timeout(timeout, peer.connection())
             .await
             .map_err(|_| CallFailure::NotSent(format!("no connection within {timeout:?}")))?
             .map_err(|e| CallFailure::NotSent(e.to_string()))?;
-        match tokio::time::timeout(timeout, peer.exchange_on(&conn, "Call", &body)).await {
+        match tokio::time::timeout(timeout, peer.exchange_on(&conn, "Call", &frame)).await {
             Err(_) => Err(CallFailure::Lost(format!(
                 "server {target} at {addr} did not answer within {timeout:?}"
             ))),
@@ -348,10 +348,10 @@ impl QuicPeer {
     async fn exchange(
         &self,
         rpc: &'static str,
-        body: &[u8],
+        frame: &[u8],
     ) -> Result<RaftRpcReply, TransportError> {
         let conn = self.connection().await?;
-        self.exchange_on(&conn, rpc, body).await
+        self.exchange_on(&conn, rpc, frame).await
     }
 
     /// `exchange` on a connection obtained already.
@@ -359,7 +359,7 @@ impl QuicPeer {
         &self,
         conn: &quinn::Connection,
         rpc: &'static str,
-        body: &[u8],
+        frame: &[u8],
     ) -> Result<RaftRpcReply, TransportError> {
         let conn = conn.clone();
         let call_err = |reason: String| TransportError::Call {
@@ -374,12 +374,9 @@ impl QuicPeer {
                 return Err(self.unreachable(e));
             }
         };
-        let len = u32::try_from(body.len()).map_err(|_| call_err("request too large".into()))?;
-        // Same framing as `edge_api::wire::write_frame` (u32 big-endian length, CBOR body); the
-        // body is encoded by the caller because its size decides whether to split the batch.
+        // `frame` is header and body in one buffer (see `encode`), so it leaves in one packet.
         let written = async {
-            send.write_all(&len.to_be_bytes()).await?;
-            send.write_all(body).await?;
+            send.write_all(frame).await?;
             send.finish()?;
             Ok::<_, std::io::Error>(())
         }
@@ -406,8 +403,10 @@ impl QuicPeer {
         }
     }
 
+    /// The request as one frame (header included); the caller sees its size before sending,
+    /// which decides whether to split a batch.
     fn encode(&self, rpc: &'static str, req: &RaftRpc) -> Result<Vec<u8>, TransportError> {
-        edge_api::codec::encode("raft rpc", req).map_err(|e| TransportError::Call {
+        edge_api::wire::encode_frame(req).map_err(|e| TransportError::Call {
             target: self.target,
             rpc,
             reason: e.to_string(),

@@ -177,7 +177,7 @@ pub(crate) async fn send_batch<E, F, Fut>(
 }
 
 async fn client_write(raft: &Raft<TypeConfig>, cmd: Command) -> Result<CommandResult, CallError> {
-    match raft.client_write(cmd).await {
+    match raft.client_write(Arc::new(cmd)).await {
         Ok(resp) => Ok(resp.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

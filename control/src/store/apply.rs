@@ -81,10 +81,15 @@ pub fn apply(
     // was a tenth of the apply's time.
     let mut objects = txn.open_table(OBJECTS)?;
     let mut meta = txn.open_table(META)?;
-    match command {
-        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, index, commands),
-        one => apply_one(txn, &mut objects, &mut meta, index, one),
+    let (result, events) = match command {
+        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, index, commands)?,
+        one => apply_one(txn, &mut objects, &mut meta, index, one)?,
+    };
+    // Every change to an object makes one event; the store's revision moves once per entry.
+    if !events.is_empty() {
+        meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
     }
+    Ok((result, events))
 }
 
 type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
@@ -104,14 +109,10 @@ fn apply_one(
             None => Ok(None),
         }
     };
-    let write = |objects: &mut redb::Table<&str, &[u8]>,
-                 meta: &mut redb::Table<&str, &[u8]>,
-                 mut obj: Object,
-                 event: EventType| {
+    let write = |objects: &mut redb::Table<&str, &[u8]>, mut obj: Object, event: EventType| {
         obj.meta_mut().resource_version = index;
         let bytes = edge_api::codec::encode("object", &obj)?;
         objects.insert(obj.key().storage_key().as_str(), bytes.as_slice())?;
-        meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
         Ok::<_, StoreError>((obj, event))
     };
     match command {
@@ -137,7 +138,7 @@ fn apply_one(
             } else {
                 EventType::Added
             };
-            let (obj, ev) = write(objects, meta, object.clone(), event)?;
+            let (obj, ev) = write(objects, object.clone(), event)?;
             Ok((
                 CommandResult::Stored(obj.clone()),
                 vec![event_of(ev, obj, index)],
@@ -152,7 +153,6 @@ fn apply_one(
                 return Ok((CommandResult::Rejected(ApiError::not_found(key)), vec![]));
             };
             objects.remove(key.storage_key().as_str())?;
-            meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
             obj.meta_mut().resource_version = index;
             Ok((
                 CommandResult::Deleted(obj.clone()),
@@ -197,7 +197,7 @@ fn apply_one(
                 ));
             }
             pod.spec.node_name = Some(node.clone());
-            let (obj, ev) = write(objects, meta, Object::Pod(pod), EventType::Modified)?;
+            let (obj, ev) = write(objects, Object::Pod(pod), EventType::Modified)?;
             meta.insert(bind_key(node).as_str(), index.to_be_bytes().as_slice())?;
             Ok((
                 CommandResult::Stored(obj.clone()),
