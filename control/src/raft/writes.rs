@@ -16,6 +16,7 @@ use super::calls::CallError;
 use super::readindex::not_leader;
 use super::types::TypeConfig;
 use crate::store::{Command, CommandResult};
+use edge_api::wire::{ApiError, ErrorCode};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use std::collections::{HashSet, VecDeque};
@@ -29,7 +30,7 @@ pub(crate) const IN_FLIGHT: usize = 4;
 /// log is kept in memory, so entries stay small (a few hundred KiB at most).
 const MAX_BATCH: usize = 64;
 
-type Reply = oneshot::Sender<Result<CommandResult, CallError>>;
+type Reply = oneshot::Sender<Answer>;
 
 /// The queue into the batching task; the task ends when the last handle is dropped.
 #[derive(Clone)]
@@ -46,13 +47,65 @@ impl WriteBatcher {
 
     /// Proposes `cmd` (alone or with others) and returns what applying it produced.
     pub(crate) async fn write(&self, cmd: Command) -> Result<CommandResult, CallError> {
+        match cmd {
+            Command::Batch(commands) if commands.iter().all(batchable) => {
+                self.write_each(commands).await
+            }
+            cmd => answer(self.enqueue(cmd)?).await,
+        }
+    }
+
+    /// A batch a combiner made (a follower's forwarded writes, or this server's own) joins the
+    /// queue command by command, so that it shares entries with every other write waiting
+    /// instead of becoming one more entry: each entry costs the leader's raft core a log flush
+    /// it waits for, one at a time. Its commands are independent (each applied as if alone),
+    /// so they may land in different entries; they are queued in order, which keeps the order
+    /// of changes to any one object.
+    async fn write_each(&self, commands: Vec<Command>) -> Result<CommandResult, CallError> {
+        let answers = commands
+            .into_iter()
+            .map(|cmd| self.enqueue(cmd))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut results = Vec::with_capacity(answers.len());
+        for rx in answers {
+            results.push(answer(rx).await);
+        }
+        if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
+            if results.iter().all(|r| r.is_err()) {
+                return Err(first.clone());
+            }
+        }
+        // Some written, some not: the call as a whole succeeded, each failure is that
+        // command's own answer (and its outcome may be unknown, so it is not retried).
+        Ok(CommandResult::Batch(
+            results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|e| {
+                        CommandResult::Rejected(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("this write may not have been made ({e}); read and retry"),
+                        ))
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    fn enqueue(&self, cmd: Command) -> Result<oneshot::Receiver<Answer>, CallError> {
         let (tx, rx) = oneshot::channel();
         self.queue
             .send((cmd, tx))
             .map_err(|_| CallError::Stopped("the write batcher stopped".into()))?;
-        rx.await
-            .unwrap_or_else(|_| Err(CallError::Stopped("the write batcher stopped".into())))
+        Ok(rx)
     }
+}
+
+type Answer = Result<CommandResult, CallError>;
+
+async fn answer(rx: oneshot::Receiver<Answer>) -> Answer {
+    rx.await
+        .unwrap_or_else(|_| Err(CallError::Stopped("the write batcher stopped".into())))
 }
 
 async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
