@@ -5,7 +5,8 @@
 //! again). Prints a Markdown table with edge / etcd ratios.
 //!
 //! `cargo bench --bench store` (env `CLIENTS` default 128, `CONNS` default 16, `SECONDS`
-//! default 10, `FAILOVERS` default 3).
+//! default 10, `FAILOVERS` default 3; `EDGE_BENCH_LOG` is the edge servers' `RUST_LOG`, `warn`
+//! unless set). Each failover round starts once every member has caught up.
 //!
 //! An edge write is an `Apply` of a ConfigMap holding the value: the server decides on its own
 //! applied state and commits a compare-and-swap through raft (decided again after a
@@ -359,8 +360,11 @@ impl System for EdgeCluster {
             .args(&args)
             .env("HOME", self.home.path())
             .env("EDGECONFIG", self.home.path().join("config"))
-            // Warnings only: per-request debug logging would cost edge throughput.
-            .env("RUST_LOG", "warn")
+            // Warnings only unless asked: per-request logging would cost edge throughput.
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGE_BENCH_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -368,16 +372,25 @@ impl System for EdgeCluster {
         self.daemons[i] = Some(child);
     }
 
+    /// Three voters, a leader, and every member caught up: a failover round measured while a
+    /// restarted member still lags tests a different thing (it cannot win the election).
     fn wait_healthy(&self, rt: &tokio::runtime::Runtime) {
-        wait_for("three edge voters", Duration::from_secs(60), || {
-            let ms = (0..3).find_map(|i| self.members(rt, i))?;
-            let ok = ms.len() == 3
-                && ms
-                    .iter()
-                    .all(|m| m.reachable && m.role != MemberRole::Learner)
-                && ms.iter().any(|m| m.role == MemberRole::Leader);
-            ok.then_some(())
-        });
+        wait_for(
+            "three caught-up edge voters",
+            Duration::from_secs(60),
+            || {
+                let ms = (0..3).find_map(|i| self.members(rt, i))?;
+                let applied: Vec<Option<u64>> = ms.iter().map(|m| m.applied_index).collect();
+                let ok = ms.len() == 3
+                    && ms
+                        .iter()
+                        .all(|m| m.reachable && m.role != MemberRole::Learner)
+                    && ms.iter().any(|m| m.role == MemberRole::Leader)
+                    && applied[0].is_some()
+                    && applied.iter().all(|a| *a == applied[0]);
+                ok.then_some(())
+            },
+        );
     }
 }
 
@@ -454,7 +467,8 @@ impl EtcdCluster {
             .expect("spawn etcd")
     }
 
-    fn status(&self) -> Option<(u64, Vec<u64>)> {
+    /// The leader's id, each member's id and raft index (0 for a member that did not answer).
+    fn status(&self) -> Option<(u64, Vec<u64>, Vec<u64>)> {
         let endpoints: Vec<String> = self
             .client_ports
             .iter()
@@ -477,14 +491,16 @@ impl EtcdCluster {
         let arr = v.as_array()?;
         // One entry per endpoint, in --endpoints order; a dead member has none.
         let mut ids = vec![0u64; 3];
+        let mut indexes = vec![0u64; 3];
         let mut leader = 0;
         for e in arr {
             let ep = e["Endpoint"].as_str()?;
             let i = endpoints.iter().position(|x| x == ep)?;
             ids[i] = e["Status"]["header"]["member_id"].as_u64()?;
+            indexes[i] = e["Status"]["raftIndex"].as_u64()?;
             leader = e["Status"]["leader"].as_u64()?;
         }
-        Some((leader, ids))
+        Some((leader, ids, indexes))
     }
 }
 
@@ -518,7 +534,7 @@ impl System for EtcdCluster {
 
     fn leader(&self, _rt: &tokio::runtime::Runtime) -> usize {
         wait_for("an etcd leader", Duration::from_secs(30), || {
-            let (leader, ids) = self.status()?;
+            let (leader, ids, _) = self.status()?;
             ids.iter().position(|&id| id == leader && id != 0)
         })
     }
@@ -535,11 +551,19 @@ impl System for EtcdCluster {
         self.children[member] = Some(child);
     }
 
+    /// Three members, a leader, every member at the same raft index (see edge's).
     fn wait_healthy(&self, _rt: &tokio::runtime::Runtime) {
-        wait_for("three etcd members", Duration::from_secs(60), || {
-            let (leader, ids) = self.status()?;
-            (leader != 0 && ids.iter().all(|&i| i != 0)).then_some(())
-        });
+        wait_for(
+            "three caught-up etcd members",
+            Duration::from_secs(60),
+            || {
+                let (leader, ids, indexes) = self.status()?;
+                (leader != 0
+                    && ids.iter().all(|&i| i != 0)
+                    && indexes.iter().all(|&x| x == indexes[0]))
+                .then_some(())
+            },
+        );
     }
 }
 

@@ -45,6 +45,8 @@ pub struct ClusterPki {
     pub server_cert_pem: String,
     server_key_pem: String,
     pub join_secret: String,
+    /// This server's own secret for QUIC stateless resets (see `endpoint_config`).
+    reset_secret: Vec<u8>,
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -103,12 +105,24 @@ impl ClusterPki {
             let secret: [u8; 16] = rand::thread_rng().gen();
             write_private(&f("join-secret"), &hex::encode(secret))?;
         }
+        if !f("reset-secret").exists() {
+            use rand::Rng;
+            let secret: [u8; 32] = rand::thread_rng().gen();
+            write_private(&f("reset-secret"), &hex::encode(secret))?;
+        }
+        let reset_secret = hex::decode(read(&f("reset-secret"))?.trim()).map_err(|e| {
+            PkiError::Tls(format!(
+                "{} is not hex ({e}); delete it and a new one is made",
+                f("reset-secret").display()
+            ))
+        })?;
         let mut pki = ClusterPki {
             ca_pem: read(&f("ca.crt"))?,
             ca_key_pem: read(&f("ca.key"))?,
             server_cert_pem: String::new(),
             server_key_pem: String::new(),
             join_secret: read(&f("join-secret"))?.trim().to_string(),
+            reset_secret,
         };
         if !f("server.key").exists() {
             let (cert, key) = pki.issue(&format!("server:{}", hostname()), SERVER_GROUP, true)?;
@@ -118,6 +132,25 @@ impl ClusterPki {
         pki.server_cert_pem = read(&f("server.crt"))?;
         pki.server_key_pem = read(&f("server.key"))?;
         Ok(pki)
+    }
+
+    /// The endpoint's configuration, with a stateless-reset key and connection-id key that
+    /// survive restarts: a peer still holding a connection to this server's previous run gets a
+    /// valid reset for its first packet and dials afresh at once, instead of finding out by its
+    /// idle timeout (3 s for raft peers, during which a restarted server got neither log
+    /// entries nor heartbeats, fell behind, and slowed the next election). The ids must be
+    /// recognised as this endpoint's, or their packets are dropped without a reset.
+    pub fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.reset_secret);
+        let tag = ring::hmac::sign(&key, b"edge connection ids");
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&tag.as_ref()[..8]);
+        let cid_key = u64::from_le_bytes(cid_key);
+        let mut config = quinn::EndpointConfig::new(Arc::new(key));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        config
     }
 
     pub fn join_token(&self) -> Result<JoinToken, PkiError> {

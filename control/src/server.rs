@@ -100,7 +100,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let node_id = node_id(data, ha, &advertise).await?;
     let pki = Arc::new(ClusterPki::load_or_create(&data.join("pki"))?);
     let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        pki.endpoint_config(),
         Some(pki.server_config()?),
         socket,
         Arc::new(quinn::TokioRuntime),

@@ -7,6 +7,7 @@ mod common;
 
 use common::server;
 use edge_control::server::RunningServer;
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn admin(s: &RunningServer) -> Client {
@@ -523,4 +524,90 @@ async fn update_is_compare_and_swap_on_the_resource_version() {
         .unwrap_err();
     assert_eq!(e.api().unwrap().code, ErrorCode::Forbidden);
     s.shutdown().await;
+}
+
+/// A server endpoint on `socket` in a runtime of its own, answering one exchange per stream.
+fn serve_echo(
+    pki: &edge_control::pki::ClusterPki,
+    socket: std::net::UdpSocket,
+) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = {
+        let _guard = rt.enter();
+        quinn::Endpoint::new(
+            pki.endpoint_config(),
+            Some(pki.server_config().unwrap()),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .unwrap()
+    };
+    rt.spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let Ok(body) = recv.read_to_end(64).await else {
+                        return;
+                    };
+                    let _ = send.write_all(&body).await;
+                    let _ = send.finish();
+                }
+            });
+        }
+    });
+    rt
+}
+
+async fn echo(conn: &quinn::Connection) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(b"ping").await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    recv.read_to_end(64).await.map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_peer_of_a_crashed_server_is_reset_by_its_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = edge_control::pki::ClusterPki::load_or_create(dir.path()).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let first_run = serve_echo(&pki, socket);
+
+    let client_rt = tokio::runtime::Runtime::new().unwrap();
+    let conn = client_rt.block_on(async {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(pki.peer_client_config().unwrap());
+        let conn = endpoint
+            .connect(addr, edge_api::SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(echo(&conn).await.unwrap(), b"ping");
+        conn
+    });
+
+    // A crash: the first run's tasks and socket vanish without a word to the client.
+    drop(first_run);
+    let pki = edge_control::pki::ClusterPki::load_or_create(dir.path()).unwrap();
+    let socket = (0..100)
+        .find_map(|_| {
+            std::net::UdpSocket::bind(addr)
+                .map_err(|_| std::thread::sleep(Duration::from_millis(20)))
+                .ok()
+        })
+        .expect("the port is free again once the first run is gone");
+    let _second_run = serve_echo(&pki, socket);
+
+    let err = client_rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), echo(&conn))
+            .await
+            .expect("the old connection ends well before its idle timeout")
+            .expect_err("the old connection cannot be used")
+    });
+    assert!(
+        matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset)),
+        "the second run reset the connection, got {err} / {:?}",
+        conn.close_reason()
+    );
 }
