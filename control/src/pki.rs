@@ -74,6 +74,17 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// The hex secret kept in `path`, made of `bytes` random bytes on first use.
+fn secret_file(path: &Path, bytes: usize) -> Result<String, PkiError> {
+    if !path.exists() {
+        use rand::RngCore;
+        let mut secret = vec![0u8; bytes];
+        rand::thread_rng().fill_bytes(&mut secret);
+        write_private(path, &hex::encode(secret))?;
+    }
+    Ok(read(path)?.trim().to_string())
+}
+
 fn ca_params() -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name = DistinguishedName::new();
@@ -100,17 +111,7 @@ impl ClusterPki {
             write_private(&f("ca.crt"), &ca.pem())?;
             write_private(&f("ca.key"), &key.serialize_pem())?;
         }
-        if !f("join-secret").exists() {
-            use rand::Rng;
-            let secret: [u8; 16] = rand::thread_rng().gen();
-            write_private(&f("join-secret"), &hex::encode(secret))?;
-        }
-        if !f("reset-secret").exists() {
-            use rand::Rng;
-            let secret: [u8; 32] = rand::thread_rng().gen();
-            write_private(&f("reset-secret"), &hex::encode(secret))?;
-        }
-        let reset_secret = hex::decode(read(&f("reset-secret"))?.trim()).map_err(|e| {
+        let reset_secret = hex::decode(secret_file(&f("reset-secret"), 32)?).map_err(|e| {
             PkiError::Tls(format!(
                 "{} is not hex ({e}); delete it and a new one is made",
                 f("reset-secret").display()
@@ -121,7 +122,7 @@ impl ClusterPki {
             ca_key_pem: read(&f("ca.key"))?,
             server_cert_pem: String::new(),
             server_key_pem: String::new(),
-            join_secret: read(&f("join-secret"))?.trim().to_string(),
+            join_secret: secret_file(&f("join-secret"), 16)?,
             reset_secret,
         };
         if !f("server.key").exists() {

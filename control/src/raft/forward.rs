@@ -1,5 +1,6 @@
 //! Writes on their way to the leader, combined: a caller that finds a free slot sends every
-//! write waiting as one `Command::Batch` call (the leader proposes it as one entry) and hands
+//! write waiting as one `Command::Batch` call (the leader's batcher queues its commands with
+//! everything else waiting there, see `WriteBatcher::write_each`) and hands
 //! each waiter its own result, so a follower under load makes one call per batch, not per write.
 
 use super::calls::{PeerCall, PeerReply};

@@ -70,10 +70,11 @@ impl WriteBatcher {
         for rx in answers {
             results.push(answer(rx).await);
         }
-        if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
-            if results.iter().all(|r| r.is_err()) {
-                return Err(first.clone());
+        if results.iter().all(Result::is_err) {
+            if let Some(Err(first)) = results.into_iter().next() {
+                return Err(first);
             }
+            return Ok(CommandResult::Batch(Vec::new()));
         }
         // Some written, some not: the call as a whole succeeded, each failure is that
         // command's own answer (and its outcome may be unknown, so it is not retried).
