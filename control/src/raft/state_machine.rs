@@ -208,7 +208,7 @@ fn apply_batch(
         match entry.payload {
             EntryPayload::Blank => results.push(CommandResult::Nothing),
             EntryPayload::Normal(cmd) => {
-                let (result, evs) = store::apply(&txn, entry.log_id.index, &cmd)?;
+                let (result, evs) = store::apply(&txn, &cmd)?;
                 results.push(result);
                 events.extend(evs);
             }

@@ -46,10 +46,10 @@ pub enum Command {
         data: Vec<u8>,
     },
     /// Several commands in one raft entry, so that many changes cost one log write: each is
-    /// checked and applied in order as if alone, at the same index (they share a
-    /// resourceVersion); a rejected one does not stop the others. The binds of one batch are
-    /// decided in order by one scheduler, each seeing those before it, so a bind to a node an
-    /// earlier bind of the same batch used is not stale. Batches do not nest.
+    /// checked and applied in order as if alone, and each change gets its own resourceVersion;
+    /// a rejected one does not stop the others. The binds of one batch are decided in order by
+    /// one scheduler, each seeing those before it, so a bind to a node an earlier bind of the
+    /// same batch used is not stale. Batches do not nest.
     Batch(Vec<Command>),
 }
 
@@ -70,24 +70,47 @@ fn bind_key(node: &str) -> String {
     format!("last-bind/{node}")
 }
 
-/// Applies one command at raft log index `index`, which becomes the resourceVersion of
-/// whatever it writes. Returns the result for the proposer and the events for watchers.
+/// The resourceVersions of one raft entry's changes. Every change to an object gets the next
+/// revision (like etcd's, not the raft index), so that a watch resumed from any event's
+/// resourceVersion misses none of the changes its entry made after it.
+struct Revisions {
+    /// The store's revision before this entry: anything at or below it came from earlier entries.
+    before: u64,
+    last: u64,
+}
+
+impl Revisions {
+    fn next(&mut self) -> u64 {
+        self.last += 1;
+        self.last
+    }
+
+    fn made_by_this_entry(&self, revision: u64) -> bool {
+        revision > self.before
+    }
+}
+
+/// Applies the command of one raft entry. Each object it writes gets the next store revision
+/// as its resourceVersion. Returns the result for the proposer and the events for watchers.
 pub fn apply(
     txn: &WriteTransaction,
-    index: u64,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     // Opened once per entry, not per command of a batch: opening and closing a redb table
     // was a tenth of the apply's time.
     let mut objects = txn.open_table(OBJECTS)?;
     let mut meta = txn.open_table(META)?;
-    let (result, events) = match command {
-        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, index, commands)?,
-        one => apply_one(txn, &mut objects, &mut meta, index, one)?,
+    let before = super::revision(&meta)?;
+    let mut revs = Revisions {
+        before,
+        last: before,
     };
-    // Every change to an object makes one event; the store's revision moves once per entry.
-    if !events.is_empty() {
-        meta.insert(REVISION_KEY, index.to_be_bytes().as_slice())?;
+    let (result, events) = match command {
+        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, &mut revs, commands)?,
+        one => apply_one(txn, &mut objects, &mut meta, &mut revs, one)?,
+    };
+    if revs.last != before {
+        meta.insert(REVISION_KEY, revs.last.to_be_bytes().as_slice())?;
     }
     Ok((result, events))
 }
@@ -98,7 +121,7 @@ fn apply_one(
     txn: &WriteTransaction,
     objects: &mut Table<'_>,
     meta: &mut Table<'_>,
-    index: u64,
+    revs: &mut Revisions,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let current = |objects: &redb::Table<&str, &[u8]>,
@@ -109,11 +132,11 @@ fn apply_one(
             None => Ok(None),
         }
     };
-    let write = |objects: &mut redb::Table<&str, &[u8]>, mut obj: Object, event: EventType| {
-        obj.meta_mut().resource_version = index;
+    let write = |objects: &mut redb::Table<&str, &[u8]>, mut obj: Object, revision: u64| {
+        obj.meta_mut().resource_version = revision;
         let bytes = edge_api::codec::encode("object", &obj)?;
         objects.insert(obj.key().storage_key().as_str(), bytes.as_slice())?;
-        Ok::<_, StoreError>((obj, event))
+        Ok::<_, StoreError>(obj)
     };
     match command {
         Command::Put {
@@ -138,10 +161,10 @@ fn apply_one(
             } else {
                 EventType::Added
             };
-            let (obj, ev) = write(objects, object.clone(), event)?;
+            let obj = write(objects, object.clone(), revs.next())?;
             Ok((
                 CommandResult::Stored(obj.clone()),
-                vec![event_of(ev, obj, index)],
+                vec![event_of(event, obj)],
             ))
         }
         Command::Delete { key, precondition } => {
@@ -153,10 +176,10 @@ fn apply_one(
                 return Ok((CommandResult::Rejected(ApiError::not_found(key)), vec![]));
             };
             objects.remove(key.storage_key().as_str())?;
-            obj.meta_mut().resource_version = index;
+            obj.meta_mut().resource_version = revs.next();
             Ok((
                 CommandResult::Deleted(obj.clone()),
-                vec![event_of(EventType::Deleted, obj, index)],
+                vec![event_of(EventType::Deleted, obj)],
             ))
         }
         Command::Bind {
@@ -190,18 +213,19 @@ fn apply_one(
                 .get(bind_key(node).as_str())?
                 .map(|v| decode_u64(v.value()))
                 .unwrap_or(0);
-            // A bind earlier in the same batch (same index) was seen by this one's decision.
-            if last_bind > *snapshot_revision && last_bind != index {
+            // A bind earlier in the same batch was seen by this one's decision.
+            if last_bind > *snapshot_revision && !revs.made_by_this_entry(last_bind) {
                 return reject(format!(
                     "another pod was placed on {node:?} after the scheduling snapshot"
                 ));
             }
             pod.spec.node_name = Some(node.clone());
-            let (obj, ev) = write(objects, Object::Pod(pod), EventType::Modified)?;
-            meta.insert(bind_key(node).as_str(), index.to_be_bytes().as_slice())?;
+            let obj = write(objects, Object::Pod(pod), revs.next())?;
+            let revision = obj.meta().resource_version;
+            meta.insert(bind_key(node).as_str(), revision.to_be_bytes().as_slice())?;
             Ok((
                 CommandResult::Stored(obj.clone()),
-                vec![event_of(ev, obj, index)],
+                vec![event_of(EventType::Modified, obj)],
             ))
         }
         Command::PutBlob { digest, data } => {
@@ -219,7 +243,7 @@ fn apply_batch(
     txn: &WriteTransaction,
     objects: &mut Table<'_>,
     meta: &mut Table<'_>,
-    index: u64,
+    revs: &mut Revisions,
     commands: &[Command],
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let mut results = Vec::with_capacity(commands.len());
@@ -229,7 +253,7 @@ fn apply_batch(
             results.push(nested_batch());
             continue;
         }
-        let (result, evs) = apply_one(txn, objects, meta, index, command)?;
+        let (result, evs) = apply_one(txn, objects, meta, revs, command)?;
         results.push(result);
         events.extend(evs);
     }
@@ -243,11 +267,11 @@ fn nested_batch() -> CommandResult {
     ))
 }
 
-fn event_of(event_type: EventType, object: Object, index: u64) -> WatchEvent {
+fn event_of(event_type: EventType, object: Object) -> WatchEvent {
     WatchEvent {
         event_type,
+        resource_version: object.meta().resource_version,
         object,
-        resource_version: index,
     }
 }
 
@@ -314,10 +338,10 @@ mod tests {
         (dir, db)
     }
 
-    /// Applies one command at `index` in its own committed transaction, as raft would.
-    fn run(db: &redb::Database, index: u64, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
+    /// Applies one command as one raft entry, in its own committed transaction.
+    fn run(db: &redb::Database, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
         let txn = db.begin_write().unwrap();
-        let out = apply(&txn, index, &cmd).unwrap();
+        let out = apply(&txn, &cmd).unwrap();
         txn.commit().unwrap();
         out
     }
@@ -369,33 +393,33 @@ mod tests {
     }
 
     #[test]
-    fn put_sets_resource_version_to_the_log_index_and_emits_added_then_modified() {
+    fn put_sets_resource_version_to_the_next_revision_and_emits_added_then_modified() {
         let (_d, db) = db();
-        let (r, ev) = run(&db, 5, put(namespace("a", "1"), Precondition::Absent));
+        let (r, ev) = run(&db, put(namespace("a", "1"), Precondition::Absent));
         let CommandResult::Stored(stored) = r else {
             panic!("{r:?}")
         };
-        assert_eq!(stored.meta().resource_version, 5);
+        assert_eq!(stored.meta().resource_version, 1);
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].event_type, ev[0].resource_version),
-            (EventType::Added, 5)
+            (EventType::Added, 1)
         );
-        assert_eq!(read_snapshot(&db).unwrap().revision, 5);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 1);
         assert_eq!(get(&db, &stored), Some(stored.clone()));
 
-        let (r, ev) = run(&db, 7, put(namespace("a", "2"), Precondition::Revision(5)));
-        assert!(matches!(r, CommandResult::Stored(ref o) if o.meta().resource_version == 7));
+        let (r, ev) = run(&db, put(namespace("a", "2"), Precondition::Revision(1)));
+        assert!(matches!(r, CommandResult::Stored(ref o) if o.meta().resource_version == 2));
         assert_eq!(ev[0].event_type, EventType::Modified);
-        assert_eq!(read_snapshot(&db).unwrap().revision, 7);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 2);
     }
 
     #[test]
     fn create_of_existing_is_rejected_and_changes_nothing() {
         let (_d, db) = db();
-        run(&db, 1, put(namespace("a", "1"), Precondition::Absent));
+        run(&db, put(namespace("a", "1"), Precondition::Absent));
         let before = get(&db, &namespace("a", "1"));
-        let (r, ev) = run(&db, 2, put(namespace("a", "2"), Precondition::Absent));
+        let (r, ev) = run(&db, put(namespace("a", "2"), Precondition::Absent));
         assert_eq!(rejected_code(&r), Some(ErrorCode::AlreadyExists));
         assert!(ev.is_empty());
         assert_eq!(get(&db, &namespace("a", "1")), before);
@@ -405,12 +429,12 @@ mod tests {
     #[test]
     fn update_at_a_stale_revision_conflicts() {
         let (_d, db) = db();
-        run(&db, 1, put(namespace("a", "1"), Precondition::Absent));
-        run(&db, 2, put(namespace("a", "2"), Precondition::Revision(1)));
-        let (r, ev) = run(&db, 3, put(namespace("a", "3"), Precondition::Revision(1)));
+        run(&db, put(namespace("a", "1"), Precondition::Absent));
+        run(&db, put(namespace("a", "2"), Precondition::Revision(1)));
+        let (r, ev) = run(&db, put(namespace("a", "3"), Precondition::Revision(1)));
         assert_eq!(rejected_code(&r), Some(ErrorCode::Conflict));
         assert!(ev.is_empty());
-        let (r, _) = run(&db, 4, put(namespace("b", "1"), Precondition::Revision(1)));
+        let (r, _) = run(&db, put(namespace("b", "1"), Precondition::Revision(1)));
         assert_eq!(rejected_code(&r), Some(ErrorCode::NotFound));
     }
 
@@ -420,37 +444,35 @@ mod tests {
         let key = namespace("a", "1").key();
         let (r, _) = run(
             &db,
-            1,
             Command::Delete {
                 key: key.clone(),
                 precondition: Precondition::None,
             },
         );
         assert_eq!(rejected_code(&r), Some(ErrorCode::NotFound));
-        run(&db, 2, put(namespace("a", "1"), Precondition::Absent));
+        run(&db, put(namespace("a", "1"), Precondition::Absent));
         let (r, ev) = run(
             &db,
-            3,
             Command::Delete {
                 key: key.clone(),
                 precondition: Precondition::None,
             },
         );
-        assert!(matches!(r, CommandResult::Deleted(ref o) if o.meta().resource_version == 3));
+        assert!(matches!(r, CommandResult::Deleted(ref o) if o.meta().resource_version == 2));
         assert_eq!(
             (ev[0].event_type, ev[0].resource_version),
-            (EventType::Deleted, 3)
+            (EventType::Deleted, 2)
         );
         assert_eq!(get(&db, &namespace("a", "1")), None);
-        assert_eq!(read_snapshot(&db).unwrap().revision, 3);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 2);
     }
 
     #[test]
     fn bind_sets_node_name_when_nothing_changed_since_the_snapshot() {
         let (_d, db) = db();
-        run(&db, 1, put(node("n1"), Precondition::Absent));
-        run(&db, 2, put(pod("p"), Precondition::Absent));
-        let (r, ev) = run(&db, 3, bind("p", "n1", 2));
+        run(&db, put(node("n1"), Precondition::Absent));
+        run(&db, put(pod("p"), Precondition::Absent));
+        let (r, ev) = run(&db, bind("p", "n1", 2));
         let CommandResult::Stored(Object::Pod(p)) = r else {
             panic!("{r:?}")
         };
@@ -474,37 +496,37 @@ mod tests {
     #[test]
     fn bind_is_rejected_when_its_snapshot_is_stale() {
         let (_d, db) = db();
-        run(&db, 1, put(node("n1"), Precondition::Absent));
-        run(&db, 2, put(pod("p"), Precondition::Absent));
-        run(&db, 3, put(pod("q"), Precondition::Absent));
-        run(&db, 4, put(pod("r"), Precondition::Absent));
+        run(&db, put(node("n1"), Precondition::Absent));
+        run(&db, put(pod("p"), Precondition::Absent));
+        run(&db, put(pod("q"), Precondition::Absent));
+        run(&db, put(pod("r"), Precondition::Absent));
 
-        // The pod changed after the scheduler's snapshot (taken at 4).
-        run(&db, 5, put(pod("p"), Precondition::Revision(2)));
-        let (r, ev) = run(&db, 6, bind("p", "n1", 4));
+        // The pod changed after the scheduler's snapshot (taken at 4), to revision 5.
+        run(&db, put(pod("p"), Precondition::Revision(2)));
+        let (r, ev) = run(&db, bind("p", "n1", 4));
         assert!(rejection(&r).contains("changed after"), "{r:?}");
         assert!(ev.is_empty());
 
-        // Another pod was bound to the node after the snapshot (taken at 4, bind at 7).
+        // Another pod was bound to the node after the snapshot (taken at 4, bind at 6).
         assert!(matches!(
-            run(&db, 7, bind("q", "n1", 4)).0,
+            run(&db, bind("q", "n1", 4)).0,
             CommandResult::Stored(_)
         ));
-        let (r, _) = run(&db, 8, bind("r", "n1", 4));
+        let (r, _) = run(&db, bind("r", "n1", 4));
         assert!(rejection(&r).contains("another pod"), "{r:?}");
         // A placement decided after that bind is fine.
-        let (r, _) = run(&db, 9, bind("r", "n1", 7));
+        let (r, _) = run(&db, bind("r", "n1", 6));
         assert!(matches!(r, CommandResult::Stored(_)), "{r:?}");
 
         // The node does not exist.
-        run(&db, 10, put(pod("s"), Precondition::Absent));
-        let (r, _) = run(&db, 11, bind("s", "ghost", 10));
+        run(&db, put(pod("s"), Precondition::Absent));
+        let (r, _) = run(&db, bind("s", "ghost", 8));
         assert!(rejection(&r).contains("no longer exists"), "{r:?}");
         let unbound =
             |o: Option<Object>| matches!(o, Some(Object::Pod(p)) if p.spec.node_name.is_none());
         assert!(unbound(get(&db, &pod("s"))));
         assert!(unbound(get(&db, &pod("p"))));
-        assert_eq!(read_snapshot(&db).unwrap().revision, 10);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 8);
     }
 
     #[test]
@@ -512,56 +534,57 @@ mod tests {
         let (_d, db) = db();
         let mut elsewhere = pod("a");
         elsewhere.meta_mut().namespace = "prod".into();
-        let (r, events) = run(&db, 1, put(elsewhere.clone(), Precondition::Absent));
+        let (r, events) = run(&db, put(elsewhere.clone(), Precondition::Absent));
         assert!(
             matches!(&r, CommandResult::Rejected(e) if e.code == ErrorCode::NotFound && e.message.contains("\"prod\" not found")),
             "{r:?}"
         );
         assert!(events.is_empty());
 
-        run(&db, 2, put(namespace("prod", "x"), Precondition::Absent));
+        run(&db, put(namespace("prod", "x"), Precondition::Absent));
         assert!(matches!(
-            run(&db, 3, put(elsewhere.clone(), Precondition::Absent)).0,
+            run(&db, put(elsewhere.clone(), Precondition::Absent)).0,
             CommandResult::Stored(_)
         ));
         let mut terminating = namespace("prod", "x");
         terminating.meta_mut().deletion_timestamp = Some(chrono::Utc::now());
-        run(&db, 4, put(terminating, Precondition::None));
+        run(&db, put(terminating, Precondition::None));
         let mut second = elsewhere.clone();
         second.meta_mut().name = "b".into();
-        let (r, _) = run(&db, 5, put(second, Precondition::Absent));
+        let (r, _) = run(&db, put(second, Precondition::Absent));
         assert!(
             matches!(&r, CommandResult::Rejected(e) if e.code == ErrorCode::Forbidden),
             "{r:?}"
         );
         // What is already there may still change (finalizers, status) while the namespace goes.
-        let (r, _) = run(&db, 6, put(elsewhere, Precondition::Revision(3)));
+        let (r, _) = run(&db, put(elsewhere, Precondition::Revision(2)));
         assert!(matches!(r, CommandResult::Stored(_)), "{r:?}");
     }
 
     #[test]
-    fn a_batch_applies_each_command_alone_at_one_index() {
+    fn a_batch_applies_each_command_alone_with_its_own_revision() {
         let (_d, db) = db();
-        run(&db, 1, put(node("n1"), Precondition::Absent));
-        for (i, name) in ["p", "q", "r", "s"].into_iter().enumerate() {
-            run(&db, 2 + i as u64, put(pod(name), Precondition::Absent));
+        run(&db, put(node("n1"), Precondition::Absent));
+        for name in ["p", "q", "r", "s"] {
+            run(&db, put(pod(name), Precondition::Absent));
         }
         // Decided from a snapshot at 5; r changes before the batch lands.
-        run(&db, 6, put(pod("r"), Precondition::Revision(4)));
+        run(&db, put(pod("r"), Precondition::Revision(4)));
         let batch = Command::Batch(vec![
             bind("p", "n1", 5),
             bind("q", "n1", 5),
             bind("r", "n1", 5),
             Command::Batch(vec![]),
         ]);
-        let (r, ev) = run(&db, 7, batch);
+        let (r, ev) = run(&db, batch);
         let CommandResult::Batch(results) = r else {
             panic!("{r:?}")
         };
-        // q follows p onto n1 in the same batch: not stale, both at the batch's index.
-        for result in &results[..2] {
+        // q follows p onto n1 in the same batch: not stale. Each change has its own revision, so
+        // a watch resumed from p's event still sees q's.
+        for (result, revision) in results[..2].iter().zip([7, 8]) {
             assert!(
-                matches!(result, CommandResult::Stored(o) if o.meta().resource_version == 7),
+                matches!(result, CommandResult::Stored(o) if o.meta().resource_version == revision),
                 "{result:?}"
             );
         }
@@ -571,9 +594,10 @@ mod tests {
         );
         assert_eq!(rejected_code(&results[3]), Some(ErrorCode::Invalid));
         let revs: Vec<u64> = ev.iter().map(|e| e.resource_version).collect();
-        assert_eq!(revs, vec![7, 7]);
+        assert_eq!(revs, vec![7, 8]);
+        assert_eq!(read_snapshot(&db).unwrap().revision, 8);
         // A later bind decided from the same old snapshot is stale again.
-        let (r, _) = run(&db, 8, bind("s", "n1", 5));
+        let (r, _) = run(&db, bind("s", "n1", 5));
         assert!(rejection(&r).contains("another pod"), "{r:?}");
     }
 
@@ -584,10 +608,10 @@ mod tests {
             digest: "sha256:x".into(),
             data: data.to_vec(),
         };
-        let (r, ev) = run(&db, 1, blob(b"first"));
+        let (r, ev) = run(&db, blob(b"first"));
         assert_eq!(r, CommandResult::BlobStored);
         assert!(ev.is_empty());
-        let (r, _) = run(&db, 2, blob(b"second"));
+        let (r, _) = run(&db, blob(b"second"));
         assert_eq!(r, CommandResult::BlobStored);
         assert_eq!(
             read_blob(&db, "sha256:x").unwrap().as_deref(),

@@ -70,7 +70,7 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> Reader<T> {
     }
 }
 
-/// The revision of the last write to objects: the raft log index that made it.
+/// The revision of the last write to objects: it counts every change ever made to an object.
 pub fn revision<T: ReadableTable<&'static str, &'static [u8]>>(
     meta: &T,
 ) -> Result<u64, StoreError> {
