@@ -2,7 +2,8 @@
 //! (Debian `etcd-server`, the peer) on loopback, measured one after the other in the same run
 //! with the same value size: writes/s and p50/p99 latency with one client and with many
 //! concurrent clients, and leader failover (SIGKILL the leader; time until a write succeeds
-//! again). Prints a Markdown table with edge / etcd ratios.
+//! again). etcd runs twice: plaintext, and with mutual TLS on client and peer links like edge
+//! (`store/etcd.rs`). Prints a Markdown table with edge / etcd ratios.
 //!
 //! `cargo bench --bench store` (env `CLIENTS` default 128, `CONNS` default 16, `SECONDS`
 //! default 10, `FAILOVERS` default 3; `EDGE_BENCH_LOG` is the edge servers' `RUST_LOG`, `warn`
@@ -10,7 +11,8 @@
 //!
 //! An edge write is an `Apply` of a ConfigMap holding the value: the server decides on its own
 //! applied state and commits a compare-and-swap through raft (decided again after a
-//! linearizable read only if the swap is refused), as Kubernetes' API server does on etcd. An etcd write is a plain `Put` over gRPC. Both
+//! linearizable read only if the swap is refused), as Kubernetes' API server does on etcd. An
+//! etcd write is a plain `Put` over gRPC. Both
 //! clusters run with about the same raft timing: election timeout 1-2 s, heartbeat 250 ms
 //! (edge) and 200 ms (etcd, which requires the timeout to be at least five heartbeats).
 
@@ -21,15 +23,19 @@ mod support;
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
 
+#[path = "store/etcd.rs"]
+mod etcd;
+
 use bytes::Bytes;
 use common::{ms, percentile};
 use edge_api::config::ClientConfigFile;
 use edge_api::wire::{Client, MemberRole, Request, Response, ALPN_API};
 use edge_api::{ConfigMap, Object};
-use std::path::{Path, PathBuf};
+use etcd::EtcdCluster;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, free_tcp_port, wait_for, EDGED};
+use support::{free_port, wait_for, EDGED};
 
 const VALUE_BYTES: usize = 256;
 /// One write attempt while measuring failover; a stuck attempt is abandoned and retried.
@@ -74,51 +80,8 @@ impl Conn {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Conn::Etcd(h) => etcd_put(h.clone(), key, &value(n)).await,
+            Conn::Etcd(h) => etcd::put(h.clone(), key, &value(n)).await,
         }
-    }
-}
-
-/// etcd's `KV/Put` over gRPC: a protobuf `PutRequest { key = 1, value = 2 }` in a gRPC frame.
-async fn etcd_put(h: h2::client::SendRequest<Bytes>, key: &str, value: &str) -> Result<(), String> {
-    let mut msg = Vec::with_capacity(key.len() + value.len() + 8);
-    for (tag, field) in [(0x0a, key.as_bytes()), (0x12, value.as_bytes())] {
-        msg.push(tag);
-        let mut len = field.len();
-        while len >= 0x80 {
-            msg.push((len as u8 & 0x7f) | 0x80);
-            len >>= 7;
-        }
-        msg.push(len as u8);
-        msg.extend_from_slice(field);
-    }
-    let mut body = vec![0u8];
-    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    body.extend_from_slice(&msg);
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("http://etcd/etcdserverpb.KV/Put")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .map_err(|e| e.to_string())?;
-    let mut h = h.ready().await.map_err(|e| e.to_string())?;
-    let (resp, mut stream) = h.send_request(req, false).map_err(|e| e.to_string())?;
-    stream
-        .send_data(Bytes::from(body), true)
-        .map_err(|e| e.to_string())?;
-    let resp = resp.await.map_err(|e| e.to_string())?;
-    let status = resp.headers().get("grpc-status").cloned();
-    let mut body = resp.into_body();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-    }
-    let trailers = body.trailers().await.map_err(|e| e.to_string())?;
-    let status = status.or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()));
-    match status.as_ref().map(|s| s.as_bytes()) {
-        Some(b"0") => Ok(()),
-        other => Err(format!("grpc-status {other:?}")),
     }
 }
 
@@ -395,179 +358,6 @@ impl System for EdgeCluster {
 }
 
 // ---------------------------------------------------------------------------------------------
-// etcd
-
-struct EtcdCluster {
-    dir: tempfile::TempDir,
-    client_ports: Vec<u16>,
-    peer_ports: Vec<u16>,
-    children: Vec<Option<Child>>,
-}
-
-fn etcd_bin() -> Option<PathBuf> {
-    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-impl EtcdCluster {
-    fn start() -> EtcdCluster {
-        let mut c = EtcdCluster {
-            dir: tempfile::tempdir().expect("tempdir"),
-            client_ports: (0..3).map(|_| free_tcp_port()).collect(),
-            peer_ports: (0..3).map(|_| free_tcp_port()).collect(),
-            children: vec![None, None, None],
-        };
-        for i in 0..3 {
-            c.restart(i);
-        }
-        c
-    }
-
-    fn spawn(&self, i: usize, dir: &Path) -> Child {
-        let cluster: Vec<String> = (0..3)
-            .map(|j| format!("e{j}=http://127.0.0.1:{}", self.peer_ports[j]))
-            .collect();
-        let client = format!("http://127.0.0.1:{}", self.client_ports[i]);
-        let peer = format!("http://127.0.0.1:{}", self.peer_ports[i]);
-        let log = std::fs::File::create(dir.join(format!("e{i}.log"))).expect("log");
-        Command::new(etcd_bin().expect("etcd"))
-            .args(["--name", &format!("e{i}")])
-            .args([
-                "--data-dir",
-                dir.join(format!("e{i}")).to_str().expect("utf8"),
-            ])
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &cluster.join(",")])
-            .args([
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "bench",
-            ])
-            // etcd wants the election timeout at least 5 heartbeats: 200 ms / 1 s (edge: 250 ms
-            // and 1-2 s; etcd also randomizes up to twice the timeout).
-            .args(["--heartbeat-interval", "200", "--election-timeout", "1000"])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn etcd")
-    }
-
-    /// The leader's id, each member's id and raft index (0 for a member that did not answer).
-    fn status(&self) -> Option<(u64, Vec<u64>, Vec<u64>)> {
-        let endpoints: Vec<String> = self
-            .client_ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &endpoints.join(","),
-                "endpoint",
-                "status",
-                "-w",
-                "json",
-            ])
-            .args(["--command-timeout", "2s"])
-            .output()
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let arr = v.as_array()?;
-        // One entry per endpoint, in --endpoints order; a dead member has none.
-        let mut ids = vec![0u64; 3];
-        let mut indexes = vec![0u64; 3];
-        let mut leader = 0;
-        for e in arr {
-            let ep = e["Endpoint"].as_str()?;
-            let i = endpoints.iter().position(|x| x == ep)?;
-            ids[i] = e["Status"]["header"]["member_id"].as_u64()?;
-            indexes[i] = e["Status"]["raftIndex"].as_u64()?;
-            leader = e["Status"]["leader"].as_u64()?;
-        }
-        Some((leader, ids, indexes))
-    }
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for i in 0..3 {
-            self.kill(i);
-        }
-    }
-}
-
-impl System for EtcdCluster {
-    fn name(&self) -> &'static str {
-        "etcd"
-    }
-
-    fn connect(&self, rt: &tokio::runtime::Runtime, member: usize) -> Conn {
-        let addr = format!("127.0.0.1:{}", self.client_ports[member]);
-        rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect(&addr)
-                .await
-                .expect("connect to etcd");
-            let _ = tcp.set_nodelay(true);
-            let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Conn::Etcd(send)
-        })
-    }
-
-    fn leader(&self, _rt: &tokio::runtime::Runtime) -> usize {
-        wait_for("an etcd leader", Duration::from_secs(30), || {
-            let (leader, ids, _) = self.status()?;
-            ids.iter().position(|&id| id == leader && id != 0)
-        })
-    }
-
-    fn kill(&mut self, member: usize) {
-        if let Some(mut c) = self.children[member].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self, member: usize) {
-        let child = self.spawn(member, self.dir.path());
-        self.children[member] = Some(child);
-    }
-
-    /// Three members, a leader, every member at the same raft index (see edge's).
-    fn wait_healthy(&self, _rt: &tokio::runtime::Runtime) {
-        wait_for(
-            "three caught-up etcd members",
-            Duration::from_secs(60),
-            || {
-                let (leader, ids, indexes) = self.status()?;
-                (leader != 0
-                    && ids.iter().all(|&i| i != 0)
-                    && indexes.iter().all(|&x| x == indexes[0]))
-                .then_some(())
-            },
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
@@ -575,6 +365,36 @@ fn ratio(a: f64, b: f64) -> String {
     } else {
         "-".into()
     }
+}
+
+/// The figures of one system as table rows: label, value, and whether it is a duration (ms).
+fn rows(f: &Figures, clients: usize) -> Vec<(String, f64, bool)> {
+    let secs = |d: Duration| d.as_secs_f64();
+    let mut rows = vec![("writes/s, 1 client".to_string(), f.one.0, false)];
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        rows.push((
+            format!("{name} latency, 1 client"),
+            secs(percentile(&f.one.1, q)),
+            true,
+        ));
+    }
+    rows.push((format!("writes/s, {clients} clients"), f.many.0, false));
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        rows.push((
+            format!("{name} latency, {clients} clients"),
+            secs(percentile(&f.many.1, q)),
+            true,
+        ));
+    }
+    rows.push((
+        format!(
+            "leader failover, median of {} (SIGKILL -> next write)",
+            f.failovers.len()
+        ),
+        secs(percentile(&f.failovers, 0.5)),
+        true,
+    ));
+    rows
 }
 
 fn main() {
@@ -587,62 +407,47 @@ fn main() {
     let mut edge = EdgeCluster::start();
     let e = measure(&mut edge, &rt);
     drop(edge);
-    let Some(_) = etcd_bin() else {
+    let mut peers = Vec::new();
+    if etcd::etcd_bin().is_some() {
+        for mutual_tls in [false, true] {
+            let mut etcd = EtcdCluster::start(mutual_tls);
+            let name = etcd.name();
+            peers.push((name, measure(&mut etcd, &rt)));
+        }
+    } else {
         eprintln!(
             "etcd is not installed (apt-get install etcd-server etcd-client): edge figures only"
         );
-        return;
-    };
-    let mut etcd = EtcdCluster::start();
-    let p = measure(&mut etcd, &rt);
-    drop(etcd);
-    let fo = |f: &Figures| percentile(&f.failovers, 0.5);
-    println!("| figure | edge | etcd 3.4 (peer) | edge / etcd |");
-    println!("|---|---|---|---|");
-    println!(
-        "| writes/s, 1 client | {:.0} | {:.0} | {} |",
-        e.one.0,
-        p.one.0,
-        ratio(e.one.0, p.one.0)
-    );
-    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        let (a, b) = (percentile(&e.one.1, q), percentile(&p.one.1, q));
-        println!(
-            "| {name} latency, 1 client | {} | {} | {} |",
-            ms(a),
-            ms(b),
-            ratio(a.as_secs_f64(), b.as_secs_f64())
-        );
     }
-    println!(
-        "| writes/s, {clients} clients | {:.0} | {:.0} | {} |",
-        e.many.0,
-        p.many.0,
-        ratio(e.many.0, p.many.0)
-    );
-    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        let (a, b) = (percentile(&e.many.1, q), percentile(&p.many.1, q));
-        println!(
-            "| {name} latency, {clients} clients | {} | {} | {} |",
-            ms(a),
-            ms(b),
-            ratio(a.as_secs_f64(), b.as_secs_f64())
-        );
+    let mut header = "| figure | edge |".to_string();
+    for (name, _) in &peers {
+        header += &format!(" {name} (peer) | edge / {name} |");
     }
-    println!(
-        "| failed writes under load | {} | {} | - |",
-        e.many.2, p.many.2
-    );
-    println!(
-        "| leader failover, median of {} (SIGKILL -> next write) | {} | {} | {} |",
-        e.failovers.len(),
-        ms(fo(&e)),
-        ms(fo(&p)),
-        ratio(fo(&e).as_secs_f64(), fo(&p).as_secs_f64())
-    );
-    println!(
-        "\nfailovers: edge {:?}, etcd {:?}",
-        e.failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
-        p.failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>()
-    );
+    println!("{header}");
+    println!("|---|---|{}", "---|---|".repeat(peers.len()));
+    let peer_rows: Vec<_> = peers.iter().map(|(_, f)| rows(f, clients)).collect();
+    for (i, (label, value, is_time)) in rows(&e, clients).into_iter().enumerate() {
+        let show = |v: f64| {
+            if is_time {
+                format!("{:.1} ms", v * 1000.0)
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        let mut line = format!("| {label} | {} |", show(value));
+        for r in &peer_rows {
+            line += &format!(" {} | {} |", show(r[i].1), ratio(value, r[i].1));
+        }
+        println!("{line}");
+    }
+    let mut errors = format!("| failed writes under load | {} |", e.many.2);
+    for (_, f) in &peers {
+        errors += &format!(" {} | - |", f.many.2);
+    }
+    println!("{errors}");
+    let failovers = |f: &Figures| f.failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>();
+    println!("\nfailovers: edge {:?}", failovers(&e));
+    for (name, f) in &peers {
+        println!("failovers: {name} {:?}", failovers(f));
+    }
 }
