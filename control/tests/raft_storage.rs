@@ -281,3 +281,67 @@ async fn the_log_reports_how_much_it_holds_so_raft_can_compact_by_size() {
     drop((log, store));
     assert_eq!(size(), None, "the probe does not keep the store open");
 }
+
+/// A store file holding one object stored as `bytes`, written directly as a build from before
+/// stores were marked with their format would have left it.
+fn unmarked_store_with_object(dir: &Path, bytes: &[u8]) {
+    let db = redb::Database::create(dir.join("store.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(edge_control::store::OBJECTS)
+        .unwrap()
+        .insert("ConfigMap/default/a", bytes)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_store_of_an_older_or_newer_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // Objects used to be internally tagged maps.
+    let mut old = std::collections::BTreeMap::new();
+    old.insert("kind", "ConfigMap");
+    old.insert("apiVersion", "v1");
+    unmarked_store_with_object(dir.path(), &edge_api::codec::encode("old", &old).unwrap());
+    let err = RedbStore::open(dir.path().join("store.redb"))
+        .err()
+        .expect("an old store is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("an older edge build"), "{msg}");
+    assert!(msg.contains("start with an empty one"), "{msg}");
+
+    // A store marked by a newer build.
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    {
+        let db = redb::Database::open(dir.path().join("store.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let format = edge_api::codec::encode("format", &99u32).unwrap();
+        txn.open_table(edge_control::raft::storage::RAFT_META)
+            .unwrap()
+            .insert("format", format.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = RedbStore::open(dir.path().join("store.redb"))
+        .err()
+        .expect("a newer store is refused");
+    assert!(err.to_string().contains("a newer edge build"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unmarked_store_in_the_current_format_opens_and_keeps_its_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cm = edge_api::ConfigMap::default();
+    cm.metadata.name = "a".into();
+    cm.metadata.namespace = "default".into();
+    let object = edge_api::Object::ConfigMap(cm);
+    unmarked_store_with_object(
+        dir.path(),
+        &edge_api::codec::encode("object", &object).unwrap(),
+    );
+    for _ in 0..2 {
+        let store = open(dir.path());
+        let snapshot = edge_control::store::read_snapshot(&store.database()).unwrap();
+        assert_eq!(snapshot.get(&object.key()).unwrap(), Some(object.clone()));
+    }
+}

@@ -32,6 +32,11 @@ pub(super) const LAST_APPLIED: &str = "last_applied";
 pub(super) const LAST_MEMBERSHIP: &str = "last_membership";
 pub(super) const SNAPSHOT_META: &str = "snapshot_meta";
 pub(super) const SNAPSHOT_DATA: &str = "snapshot_data";
+/// The layout of what the store holds, in `RAFT_META`; a build refuses any other.
+const FORMAT_KEY: &str = "format";
+/// 1: objects were internally tagged CBOR maps (`{"kind": ..}`), stores before this key.
+/// 2: objects are `{Kind: body}` pairs (`edge_api::object_serde`).
+const FORMAT: u32 = 2;
 
 /// Failure opening the store file.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,8 @@ pub enum Failure {
     Task(#[from] tokio::task::JoinError),
     #[error("raft log: {0}")]
     Log(String),
+    #[error("it was written by {} edge build (store format {found}; this build reads format {FORMAT}) and cannot be read here: move the data directory aside and start with an empty one (a member of a multi-server cluster rejoins with --join)", if *.found < FORMAT { "an older" } else { "a newer" })]
+    Format { found: u32 },
 }
 
 macro_rules! redb_failure {
@@ -209,20 +216,41 @@ impl RedbStore {
     }
 }
 
-/// Creates all tables so later reads need not treat "missing table" as "empty", and returns
-/// the state machine's current revision for the watch hub.
+/// Checks the store's format, creates all tables so later reads need not treat "missing
+/// table" as "empty", and returns the state machine's current revision for the watch hub.
 fn prepare(db: &Database) -> Result<u64, Failure> {
     let txn = db.begin_write()?;
     {
+        let fresh = txn.list_tables()?.next().is_none();
         txn.open_table(LOG)?;
-        txn.open_table(RAFT_META)?;
+        let mut meta = txn.open_table(RAFT_META)?;
         for def in store::SM_TABLES {
             txn.open_table(def)?;
         }
+        let found = match get_meta::<u32, _>(&meta, FORMAT_KEY)? {
+            Some(found) => found,
+            None if fresh => FORMAT,
+            None => unmarked_format(&txn)?,
+        };
+        if found != FORMAT {
+            return Err(Failure::Format { found });
+        }
+        put_meta(&mut meta, FORMAT_KEY, &FORMAT)?;
     }
     txn.commit()?;
     let txn = db.begin_read()?;
     Ok(store::revision(&txn.open_table(store::META)?)?)
+}
+
+/// The format of a store written before stores were marked: 2 if its first object reads as
+/// one (or it has none), else 1.
+fn unmarked_format(txn: &redb::WriteTransaction) -> Result<u32, Failure> {
+    let objects = txn.open_table(store::OBJECTS)?;
+    let first = objects.iter()?.next().transpose()?;
+    Ok(match first {
+        Some((_, v)) if codec::decode::<edge_api::Object>("object", v.value()).is_err() => 1,
+        _ => FORMAT,
+    })
 }
 
 /// Begins a write transaction that is on disk when `commit` returns: what raft acknowledges
