@@ -176,8 +176,7 @@ impl Scheduler {
         let mut complete = None;
         for _ in 0..3 {
             let seen = self.cache.revision();
-            // The subscription itself is not needed: taking the lock is the point.
-            drop(self.hub.subscribe_from(u64::MAX));
+            self.hub.barrier();
             if events.is_empty() {
                 return Ok(seen);
             }

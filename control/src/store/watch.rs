@@ -77,6 +77,12 @@ impl WatchHub {
         inner.complete_after = revision;
     }
 
+    /// Returns once no publication is under way: whatever was published before this call
+    /// has reached every live subscription in full.
+    pub fn barrier(&self) {
+        drop(self.lock());
+    }
+
     /// Subscribes to events after `revision`, atomically with respect to `publish`.
     pub fn subscribe_from(&self, revision: u64) -> Result<WatchSubscription, Expired> {
         let inner = self.lock();
