@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench store` (env `CLIENTS` default 128, `CONNS` default 16, `SECONDS`
 //! default 10, `FAILOVERS` default 3; `EDGE_BENCH_LOG` is the edge servers' `RUST_LOG`, `warn`
-//! unless set). Each failover round starts once every member has caught up.
+//! unless set; `ETCD` `plain`, `mtls` or `none` for one etcd run or none instead of both).
+//! Each failover round starts once every member has caught up.
 //!
 //! An edge write is an `Apply` of a ConfigMap holding the value: the server decides on its own
 //! applied state and commits a compare-and-swap through raft (decided again after a
@@ -408,8 +409,16 @@ fn main() {
     let e = measure(&mut edge, &rt);
     drop(edge);
     let mut peers = Vec::new();
+    // `ETCD=plain` or `ETCD=mtls` runs one of the two, `ETCD=none` neither.
+    let which = std::env::var("ETCD").unwrap_or_default();
+    let runs: Vec<bool> = match which.as_str() {
+        "none" => vec![],
+        "plain" => vec![false],
+        "mtls" => vec![true],
+        _ => vec![false, true],
+    };
     if etcd::etcd_bin().is_some() {
-        for mutual_tls in [false, true] {
+        for mutual_tls in runs {
             let mut etcd = EtcdCluster::start(mutual_tls);
             let name = etcd.name();
             peers.push((name, measure(&mut etcd, &rt)));
