@@ -172,3 +172,56 @@ fn a_separate_agent_joins_with_the_token() {
         "the agent keeps its node certificate"
     );
 }
+
+#[test]
+fn logs_reach_an_agent_connected_to_another_server() {
+    let c = Cluster::start(&["--no-agent"]);
+    let token = std::fs::read_to_string(c.data_dir().join("token")).expect("token file");
+    let first = format!("127.0.0.1:{}", c.port);
+    let second = format!("127.0.0.1:{}", free_port());
+    let second_dir = c.home.path().join("data-2");
+    let server_2 = Daemon::spawn(
+        &[
+            "server",
+            "--data-dir",
+            s(&second_dir),
+            "--listen",
+            &second,
+            "--no-agent",
+            "--join",
+            &first,
+            "--token",
+            token.trim(),
+        ],
+        c.home.path(),
+        "server-2.log",
+    );
+    wait_for("the second server to join", Duration::from_secs(60), || {
+        let list = stdout(&c.edgectl(&["member", "list"]));
+        let voters = list
+            .lines()
+            .filter(|l| !l.contains("unreachable"))
+            .filter(|l| l.contains("leader") || l.contains("follower"))
+            .count();
+        (voters == 2).then_some(())
+    });
+    // edgectl talks to the first server only (the second wrote its own address into the
+    // admin config when it started).
+    c.edgectl_direct();
+    let _agent = c.spawn_agent("worker-1", &second, &[]);
+    c.wait_node_ready("worker-1");
+    let first_log = || std::fs::read_to_string(c.home.path().join("server.log")).unwrap();
+    assert!(
+        server_2.log_text().contains("agent connected") && !first_log().contains("agent connected"),
+        "the agent should be connected to the second server only:\n{}",
+        server_2.log_text()
+    );
+    c.ok(&["apply", "-f", s(&example("hello.yaml"))]);
+    c.wait_phase("hello", "Succeeded");
+    let logs = c.ok(&["logs", "hello"]);
+    assert!(
+        logs.contains("Hello from edge!"),
+        "the first server reaches the agent through the second: {logs}"
+    );
+    assert!(!first_log().contains("agent connected"));
+}

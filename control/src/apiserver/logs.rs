@@ -1,5 +1,6 @@
 //! `edgectl logs`: the server opens a stream back over the agent's own connection and relays
-//! the agent's log chunks to the client, so agents never need to be reachable inbound.
+//! the agent's log chunks to the client, so agents never need to be reachable inbound. An agent
+//! connected to another server is reached through that server (`serve_agent_relay`).
 
 use super::objects::internal;
 use crate::context::ControlPlane;
@@ -73,12 +74,12 @@ pub(super) async fn open_to_agent(
                 format!("{key} is not scheduled to a node yet{unscheduled}"),
             )
         })?;
-    let conn = cp.agent_connection(&node).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node:?} is not connected{disconnected}"),
-        )
-    })?;
+    let Some(conn) = cp.agent_connection(&node) else {
+        return match cp.raft.relay_to_agent(&node, req).await {
+            Some((send, recv)) => Ok((send, recv, node)),
+            None => Err(not_connected(&node, disconnected)),
+        };
+    };
     let (mut to_agent, from_agent) = conn
         .open_bi()
         .await
@@ -87,4 +88,60 @@ pub(super) async fn open_to_agent(
         .await
         .map_err(|e| agent_unavailable(&node, &e))?;
     Ok((to_agent, from_agent, node))
+}
+
+fn not_connected(node: &str, consequence: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("node {node:?} is not connected to any server{consequence}"),
+    )
+}
+
+/// Serves another server's request to reach an agent connected here: answers `Ok` once the
+/// stream to the agent is open, then relays bytes both ways; never relays further.
+pub async fn serve_agent_relay(cp: &ControlPlane, relay: crate::raft::AgentRelay) {
+    let crate::raft::AgentRelay {
+        node,
+        request,
+        mut send,
+        mut recv,
+    } = relay;
+    let opened = match cp.agent_connection(&node) {
+        None => Err(not_connected(&node, "")),
+        Some(conn) => async {
+            let (mut to_agent, from_agent) = conn.open_bi().await?;
+            write_frame(&mut to_agent, &request).await?;
+            Ok::<_, edge_api::wire::WireError>((to_agent, from_agent))
+        }
+        .await
+        .map_err(|e| agent_unavailable(&node, &e)),
+    };
+    let (mut to_agent, mut from_agent) = match opened {
+        Ok(streams) => streams,
+        Err(e) => {
+            let _ = write_frame(&mut send, &Response::Error(e)).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    if write_frame(&mut send, &Response::Ok).await.is_ok() {
+        pipe((&mut recv, &mut to_agent), (&mut from_agent, &mut send)).await;
+    }
+}
+
+/// Copies each direction until it ends; each ends on its own (the pod may close while the
+/// client still sends).
+pub(super) async fn pipe(
+    (up_from, up_to): (&mut quinn::RecvStream, &mut quinn::SendStream),
+    (down_from, down_to): (&mut quinn::RecvStream, &mut quinn::SendStream),
+) {
+    let upstream = async {
+        let _ = tokio::io::copy(up_from, up_to).await;
+        let _ = up_to.finish();
+    };
+    let downstream = async {
+        let _ = tokio::io::copy(down_from, down_to).await;
+        let _ = down_to.finish();
+    };
+    tokio::join!(upstream, downstream);
 }

@@ -51,8 +51,12 @@ async fn handle_connection(cp: Arc<ControlPlane>, conn: quinn::Connection) {
             return;
         }
         while let Ok((send, recv)) = conn.accept_bi().await {
-            let raft = cp.raft.clone();
-            tokio::spawn(async move { crate::raft::serve_raft_stream(&raft, send, recv).await });
+            let cp = cp.clone();
+            tokio::spawn(async move {
+                if let Some(relay) = crate::raft::serve_raft_stream(&cp.raft, send, recv).await {
+                    logs::serve_agent_relay(&cp, relay).await;
+                }
+            });
         }
         return;
     }

@@ -39,15 +39,6 @@ pub async fn relay(
         Err(e) => return Err(agent_unavailable(&node, &e)),
     }
     write_frame(send, &Response::Ok).await.map_err(internal)?;
-    let upstream = async {
-        let _ = tokio::io::copy(&mut recv, &mut to_agent).await;
-        let _ = to_agent.finish();
-    };
-    let downstream = async {
-        let _ = tokio::io::copy(&mut from_agent, send).await;
-        // Each direction ends on its own (the pod may close while the client still sends).
-        let _ = send.finish();
-    };
-    tokio::join!(upstream, downstream);
+    super::logs::pipe((&mut recv, &mut to_agent), (&mut from_agent, send)).await;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod log_store;
 mod membership;
 pub mod network;
 mod readindex;
+mod relay;
 pub mod state_machine;
 pub mod storage;
 pub mod types;
@@ -20,7 +21,7 @@ mod writes;
 
 pub use blobs::{BlobError, BlobStore};
 pub use calls::{CallError, PeerCall, PeerReply};
-pub use network::{serve_raft_stream, QuicNetwork, RaftRpc, RaftRpcReply};
+pub use network::{serve_raft_stream, AgentRelay, QuicNetwork, RaftRpc, RaftRpcReply};
 pub use storage::{OpenError, RedbStore};
 pub use types::TypeConfig;
 

@@ -37,6 +37,22 @@ pub enum RaftRpc {
     InstallSnapshot(SnapshotChunk),
     /// Not raft's own: forwarded writes and reads, membership changes, status, blobs.
     Call(PeerCall),
+    /// Open a stream to `node`'s agent, which is connected to the callee, send it `request`
+    /// (logs, port-forward), answer `Response::Ok` and then relay bytes both ways; or answer
+    /// with the error. Not relayed any further.
+    ToAgent {
+        node: String,
+        request: edge_api::wire::Request,
+    },
+}
+
+/// A relay request read off a raft stream, for the API server to serve (it holds the agents'
+/// connections, which raft does not know).
+pub struct AgentRelay {
+    pub node: String,
+    pub request: edge_api::wire::Request,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
 }
 
 /// openraft's `InstallSnapshotRequest` with its bytes as a CBOR byte string (a plain `Vec<u8>`
@@ -227,6 +243,30 @@ impl QuicNetwork {
             Ok(Ok(RaftRpcReply::Call(r))) => Ok(r),
             Ok(Ok(other)) => Err(CallFailure::Lost(peer.mismatch("Call", &other).to_string())),
         }
+    }
+}
+
+impl QuicNetwork {
+    /// Asks server `target` to relay `request` to `node`'s agent (see `RaftRpc::ToAgent`):
+    /// the streams carry the agent's side once the callee answered `Response::Ok`, which is
+    /// left for the caller to read.
+    pub(crate) async fn open_agent_relay(
+        &self,
+        target: NodeId,
+        addr: &str,
+        node: &str,
+        request: &edge_api::wire::Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+        let peer = self.peer(target, addr);
+        let rpc = RaftRpc::ToAgent {
+            node: node.to_string(),
+            request: request.clone(),
+        };
+        let frame = edge_api::wire::encode_frame(&rpc).map_err(|e| e.to_string())?;
+        let conn = peer.connection().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(&frame).await.map_err(|e| e.to_string())?;
+        Ok((send, recv))
     }
 }
 
@@ -501,26 +541,42 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
 
 /// Serves one raft RPC stream accepted on an `edge-raft/1` connection: reads one request,
 /// hands it to the local raft, writes the reply. Errors are logged: the caller just retries.
+/// A request to relay to an agent is handed back instead.
 pub async fn serve_raft_stream(
     node: &RaftNode,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-) {
-    if let Err(e) = serve(node, &mut send, &mut recv).await {
+) -> Option<AgentRelay> {
+    let rpc = match read_frame::<_, RaftRpc>(&mut recv, MAX_FRAME_BYTES).await {
+        Ok(Some(RaftRpc::ToAgent { node, request })) => {
+            return Some(AgentRelay {
+                node,
+                request,
+                send,
+                recv,
+            })
+        }
+        Ok(Some(rpc)) => rpc,
+        Ok(None) => return None,
+        Err(e) => {
+            debug!(error = %e, "unreadable raft RPC");
+            let _ = send.reset(quinn::VarInt::from_u32(1));
+            return None;
+        }
+    };
+    if let Err(e) = serve(node, rpc, &mut send).await {
         debug!(error = %e, "raft RPC stream failed");
         // Tell the caller at once instead of letting it wait for its timeout.
         let _ = send.reset(quinn::VarInt::from_u32(1));
     }
+    None
 }
 
 async fn serve(
     node: &RaftNode,
+    rpc: RaftRpc,
     send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
 ) -> Result<(), WireError> {
-    let Some(rpc) = read_frame::<_, RaftRpc>(recv, MAX_FRAME_BYTES).await? else {
-        return Ok(());
-    };
     let raft = &node.raft;
     let reply = match rpc {
         RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
@@ -529,6 +585,11 @@ async fn serve(
             RaftRpcReply::InstallSnapshot(raft.install_snapshot(c.into()).await)
         }
         RaftRpc::Call(call) => RaftRpcReply::Call(super::calls::handle(node, call).await),
+        RaftRpc::ToAgent { .. } => {
+            return Err(WireError::Io(std::io::Error::other(
+                "agent relays are served by the API server",
+            )))
+        }
     };
     write_frame(send, &reply).await?;
     send.finish().map_err(|e| WireError::Io(e.into()))?;

@@ -1,0 +1,51 @@
+//! Reaching an agent connected to another server: logs and port-forward work through any
+//! server, wherever the pod's node happens to be connected (`RaftRpc::ToAgent`).
+
+use super::RaftNode;
+use edge_api::wire::{read_frame, Request, Response, MAX_FRAME_BYTES};
+use std::time::Duration;
+
+/// How long one server may take to say whether it has the agent.
+const ASK_EACH: Duration = Duration::from_secs(3);
+
+impl RaftNode {
+    /// Streams to `node`'s agent with `request` sent on them, through the first other member
+    /// that has the agent connected; None if none has (or none answered in time).
+    pub async fn relay_to_agent(
+        &self,
+        node: &str,
+        request: &Request,
+    ) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+        let members: Vec<(u64, String)> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership().clone();
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != self.node_id)
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect()
+        };
+        for (id, addr) in members {
+            let ask = async {
+                let (send, mut recv) = self
+                    .network
+                    .open_agent_relay(id, &addr, node, request)
+                    .await?;
+                match read_frame::<_, Response>(&mut recv, MAX_FRAME_BYTES).await {
+                    Ok(Some(Response::Ok)) => Ok((send, recv)),
+                    Ok(Some(Response::Error(e))) => Err(e.to_string()),
+                    Ok(_) => Err("closed the stream without answering".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match tokio::time::timeout(ASK_EACH, ask).await {
+                Ok(Ok(streams)) => return Some(streams),
+                Ok(Err(e)) => {
+                    tracing::debug!(server = id, %node, error = %e, "no agent relay there")
+                }
+                Err(_) => tracing::debug!(server = id, %node, "no answer about an agent relay"),
+            }
+        }
+        None
+    }
+}
