@@ -265,6 +265,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), ServerError> {
 }
 
 impl RunningServer {
+    /// Resolves once this server was removed from the cluster; it should then stop.
+    pub async fn removed(&self) {
+        self.control.raft.removed().await
+    }
+
     pub async fn shutdown(&self) {
         self.endpoint.close(0u32.into(), b"server shutting down");
         self.control.raft.shutdown().await;

@@ -456,6 +456,16 @@ async fn servers_join_through_any_member_store_blobs_on_a_majority_and_leave() {
         m1.node.member_addresses().len() == 2
     })
     .await;
+    // The removed server finds out, by its log or from the leader when it campaigns.
+    tokio::time::timeout(Duration::from_secs(10), m3.node.removed())
+        .await
+        .expect("the removed server learns it was removed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), m1.node.removed())
+            .await
+            .is_err(),
+        "a member is not removed"
+    );
     m3.stop().await;
     m2.node.remove_member(id2).await.unwrap();
     let err = m1.node.remove_member(1).await.unwrap_err();

@@ -569,5 +569,23 @@ fn three_servers_keep_every_acknowledged_write_through_kills_and_partitions() {
     );
     let survivor = (0..3).find(|&i| i != victim).unwrap_or(0);
     assert_eq!(ha.state_of(survivor).0, states[0].0);
+
+    // The removed server, started again, learns it was removed (from the leader, when it
+    // campaigns) and stops with what to do, instead of serving a store nobody updates.
+    ha.spawn(victim);
+    let status = wait_for(
+        "the removed server to stop",
+        Duration::from_secs(30),
+        || {
+            let d = ha.servers[victim].daemon.as_mut()?;
+            d.child.try_wait().ok().flatten()
+        },
+    );
+    assert!(!status.success());
+    let log = ha.log(victim);
+    assert!(
+        log.contains("was removed from the cluster") && log.contains("start it with --join"),
+        "{log}"
+    );
     eprintln!("ha test took {:?}", started.elapsed());
 }

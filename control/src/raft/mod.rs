@@ -13,6 +13,7 @@ mod membership;
 pub mod network;
 mod readindex;
 mod relay;
+mod removal;
 pub mod state_machine;
 pub mod storage;
 pub mod types;

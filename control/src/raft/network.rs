@@ -101,6 +101,9 @@ pub enum RaftRpcReply {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Call(Result<PeerReply, CallError>),
+    /// To a vote request, from a leader whose membership does not hold the candidate: it was
+    /// removed from the cluster.
+    Removed,
 }
 
 impl RaftRpcReply {
@@ -110,6 +113,7 @@ impl RaftRpcReply {
             RaftRpcReply::Vote(_) => "Vote",
             RaftRpcReply::InstallSnapshot(_) => "InstallSnapshot",
             RaftRpcReply::Call(_) => "Call",
+            RaftRpcReply::Removed => "Removed",
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct QuicNetwork {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     peers: Arc<Mutex<HashMap<NodeId, PeerSlot>>>,
+    /// Set when a leader answered this server's vote request with `Removed`.
+    pub(super) removed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A peer that stops answering is given up after this long, so the next call dials afresh:
@@ -195,6 +201,7 @@ impl QuicNetwork {
             endpoint,
             client_config,
             peers: Arc::default(),
+            removed: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }
@@ -209,7 +216,7 @@ pub enum CallFailure {
 }
 
 impl QuicNetwork {
-    fn peer(&self, target: NodeId, addr: &str) -> QuicPeer {
+    pub(super) fn peer(&self, target: NodeId, addr: &str) -> QuicPeer {
         let slot = lock(&self.peers).entry(target).or_default().clone();
         QuicPeer {
             target,
@@ -217,6 +224,7 @@ impl QuicNetwork {
             slot,
             endpoint: self.endpoint.clone(),
             client_config: self.client_config.clone(),
+            removed: self.removed.clone(),
         }
     }
 
@@ -246,30 +254,6 @@ impl QuicNetwork {
     }
 }
 
-impl QuicNetwork {
-    /// Asks server `target` to relay `request` to `node`'s agent (see `RaftRpc::ToAgent`):
-    /// the streams carry the agent's side once the callee answered `Response::Ok`, which is
-    /// left for the caller to read.
-    pub(crate) async fn open_agent_relay(
-        &self,
-        target: NodeId,
-        addr: &str,
-        node: &str,
-        request: &edge_api::wire::Request,
-    ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
-        let peer = self.peer(target, addr);
-        let rpc = RaftRpc::ToAgent {
-            node: node.to_string(),
-            request: request.clone(),
-        };
-        let frame = edge_api::wire::encode_frame(&rpc).map_err(|e| e.to_string())?;
-        let conn = peer.connection().await.map_err(|e| e.to_string())?;
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        send.write_all(&frame).await.map_err(|e| e.to_string())?;
-        Ok((send, recv))
-    }
-}
-
 impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = QuicPeer;
 
@@ -285,6 +269,7 @@ pub struct QuicPeer {
     slot: PeerSlot,
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
+    removed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl QuicPeer {
@@ -297,7 +282,7 @@ impl QuicPeer {
     }
 
     /// The live connection to the peer, dialing if there is none, it died, or the peer moved.
-    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+    pub(super) async fn connection(&self) -> Result<quinn::Connection, TransportError> {
         let dial = {
             let mut st = lock(&self.slot);
             if st.addr != self.addr {
@@ -534,6 +519,12 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
             RaftRpcReply::Vote(Err(e)) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
+            RaftRpcReply::Removed => {
+                self.removed.send_replace(true);
+                Err(self
+                    .unreachable("it says this server was removed")
+                    .into_rpc())
+            }
             other => Err(self.mismatch("Vote", &other).into_rpc()),
         }
     }
@@ -580,6 +571,7 @@ async fn serve(
     let raft = &node.raft;
     let reply = match rpc {
         RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
+        RaftRpc::Vote(r) if node.is_removed_candidate(&r) => RaftRpcReply::Removed,
         RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
         RaftRpc::InstallSnapshot(c) => {
             RaftRpcReply::InstallSnapshot(raft.install_snapshot(c.into()).await)

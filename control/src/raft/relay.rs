@@ -1,7 +1,8 @@
 //! Reaching an agent connected to another server: logs and port-forward work through any
 //! server, wherever the pod's node happens to be connected (`RaftRpc::ToAgent`).
 
-use super::RaftNode;
+use super::types::NodeId;
+use super::{QuicNetwork, RaftNode};
 use edge_api::wire::{read_frame, Request, Response, MAX_FRAME_BYTES};
 use std::time::Duration;
 
@@ -47,5 +48,29 @@ impl RaftNode {
             }
         }
         None
+    }
+}
+
+impl QuicNetwork {
+    /// Asks server `target` to relay `request` to `node`'s agent (see `RaftRpc::ToAgent`):
+    /// the streams carry the agent's side once the callee answered `Response::Ok`, which is
+    /// left for the caller to read.
+    pub(crate) async fn open_agent_relay(
+        &self,
+        target: NodeId,
+        addr: &str,
+        node: &str,
+        request: &edge_api::wire::Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+        let peer = self.peer(target, addr);
+        let rpc = super::RaftRpc::ToAgent {
+            node: node.to_string(),
+            request: request.clone(),
+        };
+        let frame = edge_api::wire::encode_frame(&rpc).map_err(|e| e.to_string())?;
+        let conn = peer.connection().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(&frame).await.map_err(|e| e.to_string())?;
+        Ok((send, recv))
     }
 }

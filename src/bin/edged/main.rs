@@ -268,12 +268,22 @@ async fn server(
         server.local_addr.port()
     );
     println!("  try:            edgectl get nodes");
-    wait_for_signal().await;
+    let removed = tokio::select! {
+        () = wait_for_signal() => false,
+        () = server.removed() => true,
+    };
     tracing::info!("shutting down");
     if let Some(a) = agent {
         a.shutdown().await;
     }
     server.shutdown().await;
+    if removed {
+        anyhow::bail!(
+            "this server was removed from the cluster (edgectl member remove) and has stopped; \
+             to add this machine again, delete {} and start it with --join",
+            data_dir.display()
+        );
+    }
     Ok(())
 }
 
