@@ -254,3 +254,44 @@ async fn a_decision_on_an_unconfirmed_view_is_made_again_unless_it_commits() {
     assert_eq!((r.unwrap_err().code, calls), (ErrorCode::NotFound, 1));
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_swaps_at_the_callers_revision_and_refuses_a_stale_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let cp = &s.control;
+    let all = Scope::Everything;
+    let (stored, _) = cp
+        .apply(&all, config_map("default", "debug"), false)
+        .await
+        .unwrap();
+    let rv = stored.meta().resource_version;
+
+    // At the stored revision: written, identity kept.
+    let mut change = config_map("default", "info");
+    change.meta_mut().resource_version = rv;
+    let updated = cp.update(&all, change.clone()).await.unwrap();
+    assert_eq!(level(&updated), "info");
+    assert!(updated.meta().resource_version > rv);
+    assert_eq!(updated.meta().uid, stored.meta().uid);
+
+    // At the old revision again: the kubectl conflict, nothing written.
+    let e = cp.update(&all, change).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict, "{e}");
+    assert!(e.message.contains("has been modified"), "{e}");
+    let read = cp.get(&all, &stored.key()).await.unwrap();
+    assert_eq!(read, updated);
+
+    // Nothing to change: the stored object, at its revision.
+    let mut same = config_map("default", "info");
+    same.meta_mut().resource_version = updated.meta().resource_version;
+    assert_eq!(cp.update(&all, same).await.unwrap(), updated);
+
+    // Not there.
+    let mut missing = config_map("default", "info");
+    missing.meta_mut().name = "nope".into();
+    missing.meta_mut().resource_version = 1;
+    let e = cp.update(&all, missing).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+    s.shutdown().await;
+}

@@ -4,6 +4,7 @@
 
 use super::authz::Scope;
 use super::objects::{internal, normalize};
+use super::writes::FirstRead;
 use crate::context::ControlPlane;
 use crate::store::{Command, CommandResult, Precondition};
 use edge_api::object::{Object, ObjectKey};
@@ -79,20 +80,29 @@ impl ControlPlane {
         }
         let incoming = normalize(incoming)?;
         let key = incoming.key();
-        let snap = self.current().await?;
-        let existing = match snap.get(&key).map_err(internal)? {
-            Some(o) if scope.covers(&o) => o,
-            _ => return Err(ApiError::not_found(&key)),
-        };
-        let Some(object) = plan_update(&existing, incoming, expected)? else {
-            return Ok(existing);
-        };
-        let cmd = Command::Put {
-            object,
-            precondition: Precondition::Revision(expected),
-        };
-        match self.propose(cmd).await? {
-            CommandResult::Stored(o) => Ok(o),
+        let mut unchanged = None;
+        // Decided on this server's own view first: everything the decision reads is the object
+        // the command's precondition pins to the caller's revision, so a stale view can only
+        // make it refuse or find nothing to do, which is decided again on a current read.
+        let result = self
+            .write_with_retry_from(FirstRead::Local, |snap| {
+                let existing = match snap.get(&key).map_err(internal)? {
+                    Some(o) if scope.covers(&o) => o,
+                    _ => return Err(ApiError::not_found(&key)),
+                };
+                let Some(object) = plan_update(&existing, incoming.clone(), expected)? else {
+                    unchanged = Some(existing);
+                    return Ok(None);
+                };
+                Ok(Some(Command::Put {
+                    object,
+                    precondition: Precondition::Revision(expected),
+                }))
+            })
+            .await?;
+        match (result, unchanged) {
+            (CommandResult::Stored(o), _) => Ok(o),
+            (CommandResult::Nothing, Some(existing)) => Ok(existing),
             _ => Err(internal(format!("update of {key} did not store it"))),
         }
     }
