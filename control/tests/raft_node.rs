@@ -298,25 +298,21 @@ async fn new_member_catches_up_from_a_snapshot_over_quic() {
     for name in ["alpha", "beta", "gamma"] {
         revision = stored_rv(m1.node.propose(put(name)).await.unwrap());
     }
-    let last = m1
+    // Snapshot and drop the whole log, so the only way to catch up is InstallSnapshot. The
+    // puts are applied (proposing answered), so the snapshot holds them; the metrics may show
+    // it before they show the last apply.
+    m1.node.raft.trigger().snapshot().await.unwrap();
+    let built = m1
         .node
         .raft
-        .metrics()
-        .borrow()
-        .last_applied
-        .map(|l| l.index);
-    let last = last.expect("the puts were applied");
-    // Snapshot and drop the whole log, so the only way to catch up is InstallSnapshot.
-    m1.node.raft.trigger().snapshot().await.unwrap();
-    m1.node
-        .raft
         .wait(Some(Duration::from_secs(5)))
-        .snapshot(
-            openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), last),
-            "snapshot built",
+        .metrics(
+            |m| m.snapshot.is_some() && m.snapshot == m.last_applied,
+            "snapshot of everything applied",
         )
         .await
         .unwrap();
+    let last = built.snapshot.expect("a snapshot").index;
     m1.node.raft.trigger().purge_log(last).await.unwrap();
     m1.node
         .raft
