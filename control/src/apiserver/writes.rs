@@ -151,7 +151,7 @@ impl ControlPlane {
     /// applied. A leader deposed without knowing it yet may lack writes of a newer term, but
     /// then what it proposes cannot commit (see `propose_here`), unless it lost and won back
     /// the lead between this check and raft taking the proposal into its log: two elections,
-    /// each after more than a second of silence, while this server goes on serving.
+    /// each after a second or more of silence, while this server goes on serving.
     fn leader_view(&self) -> Result<Option<Snapshot>, ApiError> {
         let caught_up = {
             let metrics = self.raft.raft.metrics();

@@ -129,16 +129,17 @@ pub struct RaftNode {
 }
 
 /// Timings suit a LAN or a decent WAN link: heartbeats are cheap (not raft writes), elections
-/// only after more than a second of silence. An openraft follower that had a leader waits the
-/// leader lease (the maximum election timeout) plus an election timeout before it stands, so
-/// the silence before an election is 1.4-1.6 s with these numbers. openraft also uses the
-/// heartbeat interval as the AppendEntries timeout, so it must cover a follower's fsync.
+/// only after about a second of silence, as etcd's defaults. An openraft follower that had a
+/// leader waits the leader lease (the maximum election timeout) plus an election timeout
+/// before it stands, so the silence before an election is 1.05-1.2 s with these numbers (more
+/// than four heartbeats missed). openraft also uses the heartbeat interval as the
+/// AppendEntries timeout, so it must cover a follower's fsync.
 fn config(tuning: &RaftTuning) -> Result<Config, Box<openraft::ConfigError>> {
     Config {
         cluster_name: "edge".into(),
         heartbeat_interval: 250,
-        election_timeout_min: 600,
-        election_timeout_max: 800,
+        election_timeout_min: 450,
+        election_timeout_max: 600,
         // Each chunk must arrive within the timeout; smaller chunks tolerate slower links.
         snapshot_max_chunk_size: 1 << 20,
         install_snapshot_timeout: 5000,
