@@ -64,6 +64,9 @@ pub struct RunningServer {
     /// The admin client configuration for this cluster (also written to `admin.conf`).
     pub admin_config: ClientConfigFile,
     pub admin_config_path: PathBuf,
+    /// The control loops (scheduler, controllers, node lifecycle, services, ...): stopped
+    /// before raft on shutdown, so none of them asks a stopped raft for anything.
+    loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The address clients should dial: a wildcard listen address is reached on loopback locally.
@@ -123,12 +126,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     let control = ControlPlane::new(Arc::new(raft), pki.clone(), config.options.clone());
     tokio::spawn(crate::apiserver::serve(control.clone(), endpoint.clone()));
-    tokio::spawn(crate::raft::join::promote_until_voter(control.raft.clone()));
+    let mut loops = vec![tokio::spawn(crate::raft::join::promote_until_voter(
+        control.raft.clone(),
+    ))];
     ensure_namespaces(&control).await;
-    tokio::spawn(crate::scheduler::run::run(control.clone()));
-    tokio::spawn(crate::nodes::run(control.clone()));
-    crate::controllers::spawn_all(control.clone());
-    tokio::spawn(crate::services::run(control.clone()));
+    loops.push(tokio::spawn(crate::scheduler::run::run(control.clone())));
+    loops.push(tokio::spawn(crate::nodes::run(control.clone())));
+    loops.extend(crate::controllers::spawn_all(control.clone()));
+    loops.push(tokio::spawn(crate::services::run(control.clone())));
 
     let token = pki.join_token()?;
     let token_path = data.join("token");
@@ -140,11 +145,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         &advertise,
         control.raft.member_addresses(),
     )?;
-    tokio::spawn(keep_admin_config(
+    loops.push(tokio::spawn(keep_admin_config(
         control.clone(),
         admin_config.clone(),
         admin_config_path.clone(),
-    ));
+    )));
     info!(addr = %local_addr, %advertise, node_id, data_dir = %data.display(), "control plane ready");
     Ok(RunningServer {
         control,
@@ -153,6 +158,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         token,
         admin_config,
         admin_config_path,
+        loops: std::sync::Mutex::new(loops),
     })
 }
 
@@ -271,6 +277,13 @@ impl RunningServer {
     }
 
     pub async fn shutdown(&self) {
+        let loops = std::mem::take(&mut *self.loops.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in &loops {
+            task.abort();
+        }
+        for task in loops {
+            let _ = task.await; // cancelled: it is stopped once this returns
+        }
         self.endpoint.close(0u32.into(), b"server shutting down");
         self.control.raft.shutdown().await;
     }

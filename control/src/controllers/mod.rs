@@ -127,7 +127,7 @@ pub trait Controller: Send + Sync + 'static {
 }
 
 /// Starts every controller loop; each acts only while this server leads.
-pub fn spawn_all(cp: Arc<ControlPlane>) {
+pub fn spawn_all(cp: Arc<ControlPlane>) -> Vec<tokio::task::JoinHandle<()>> {
     let controllers: Vec<Arc<dyn Controller>> = vec![
         Arc::new(replicaset::ReplicaSetController),
         Arc::new(deployment::DeploymentController),
@@ -137,9 +137,10 @@ pub fn spawn_all(cp: Arc<ControlPlane>) {
         Arc::new(namespace::NamespaceController),
         Arc::new(crate::events::EventExpiry::default()),
     ];
-    for c in controllers {
-        tokio::spawn(runtime::run(cp.clone(), c));
-    }
+    controllers
+        .into_iter()
+        .map(|c| tokio::spawn(runtime::run(cp.clone(), c)))
+        .collect()
 }
 
 /// The uid named by the controller owner reference, if any.
