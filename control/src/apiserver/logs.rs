@@ -80,14 +80,22 @@ pub(super) async fn open_to_agent(
             None => Err(not_connected(&node, disconnected)),
         };
     };
-    let (mut to_agent, from_agent) = conn
-        .open_bi()
-        .await
-        .map_err(|e| agent_unavailable(&node, &e))?;
-    write_frame(&mut to_agent, req)
-        .await
-        .map_err(|e| agent_unavailable(&node, &e))?;
+    let (to_agent, from_agent) = send_to_agent(&conn, &node, req).await?;
     Ok((to_agent, from_agent, node))
+}
+
+/// Opens a stream on the agent connection `conn` of node `node` and sends it `req`.
+async fn send_to_agent(
+    conn: &quinn::Connection,
+    node: &str,
+    req: &Request,
+) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
+    let opened = async {
+        let (mut to_agent, from_agent) = conn.open_bi().await?;
+        write_frame(&mut to_agent, req).await?;
+        Ok::<_, edge_api::wire::WireError>((to_agent, from_agent))
+    };
+    opened.await.map_err(|e| agent_unavailable(node, &e))
 }
 
 fn not_connected(node: &str, consequence: &str) -> ApiError {
@@ -108,13 +116,7 @@ pub async fn serve_agent_relay(cp: &ControlPlane, relay: crate::raft::AgentRelay
     } = relay;
     let opened = match cp.agent_connection(&node) {
         None => Err(not_connected(&node, "")),
-        Some(conn) => async {
-            let (mut to_agent, from_agent) = conn.open_bi().await?;
-            write_frame(&mut to_agent, &request).await?;
-            Ok::<_, edge_api::wire::WireError>((to_agent, from_agent))
-        }
-        .await
-        .map_err(|e| agent_unavailable(&node, &e)),
+        Some(conn) => send_to_agent(&conn, &node, &request).await,
     };
     let (mut to_agent, mut from_agent) = match opened {
         Ok(streams) => streams,

@@ -266,11 +266,32 @@ impl RaftNode {
     /// Whether this node appears at all in the membership it knows (`None` before it has
     /// received any).
     pub fn in_membership(&self) -> Option<bool> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        membership.nodes().next()?;
-        Some(membership.get_node(&self.node_id).is_some())
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        holds(m.membership_config.membership(), self.node_id)
     }
+
+    /// The other members' ids and addresses, as this node knows them.
+    pub(super) fn peers(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.node_id)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+}
+
+/// Whether `membership` holds server `id`; `None` for the empty membership of a server that
+/// has not heard from its cluster yet.
+pub(super) fn holds(
+    membership: &openraft::Membership<NodeId, BasicNode>,
+    id: NodeId,
+) -> Option<bool> {
+    membership.nodes().next()?;
+    Some(membership.get_node(&id).is_some())
 }
 
 /// Whether `acked` holds a majority of every configuration (two during a joint change).
@@ -288,11 +309,7 @@ pub(super) async fn replicate_blob(
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let configs: Vec<BTreeSet<NodeId>> = membership.get_joint_config().to_vec();
-    let peers: BTreeMap<NodeId, String> = membership
-        .nodes()
-        .filter(|(id, _)| **id != node.node_id)
-        .map(|(id, n)| (*id, n.addr.clone()))
-        .collect();
+    let peers: BTreeMap<NodeId, String> = node.peers().into_iter().collect();
     let call = PeerCall::PutBlob {
         digest: digest.clone(),
         data: data.clone(),
@@ -349,14 +366,7 @@ pub(super) async fn fetch_blob(
     if let Ok(Some(b)) = crate::store::read_blob(&node.store.database(), digest) {
         return Ok(Some(b));
     }
-    let metrics = node.raft.metrics().borrow().clone();
-    let peers: Vec<(NodeId, String)> = metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .filter(|(id, _)| **id != node.node_id)
-        .map(|(id, n)| (*id, n.addr.clone()))
-        .collect();
+    let peers = node.peers();
     let call = PeerCall::GetBlob {
         digest: digest.to_string(),
     };

@@ -17,16 +17,7 @@ impl RaftNode {
         node: &str,
         request: &Request,
     ) -> Option<(quinn::SendStream, quinn::RecvStream)> {
-        let members: Vec<(u64, String)> = {
-            let metrics = self.raft.metrics().borrow().clone();
-            let membership = metrics.membership_config.membership().clone();
-            membership
-                .nodes()
-                .filter(|(id, _)| **id != self.node_id)
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect()
-        };
-        for (id, addr) in members {
+        for (id, addr) in self.peers() {
             let ask = async {
                 let (send, mut recv) = self
                     .network

@@ -7,6 +7,7 @@
 //! membership that could hold the candidate, committed or not, is in the leader's log, so a
 //! candidate it does not know cannot be a member.
 
+use super::membership::holds;
 use super::types::NodeId;
 use super::RaftNode;
 use openraft::raft::VoteRequest;
@@ -20,11 +21,9 @@ impl RaftNode {
         };
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        let membership = m.membership_config.membership();
         m.state == ServerState::Leader
             && m.current_leader == Some(self.node_id)
-            && membership.nodes().next().is_some()
-            && membership.get_node(&candidate).is_none()
+            && holds(m.membership_config.membership(), candidate) == Some(false)
     }
 
     /// Resolves once this server knows it is no longer a member.
@@ -32,12 +31,10 @@ impl RaftNode {
         let mut told = self.network.removed.subscribe();
         let mut metrics = self.raft.metrics();
         loop {
-            let gone = {
-                let m = metrics.borrow_and_update();
-                let membership = m.membership_config.membership();
-                // A server that has not heard from the cluster yet has an empty membership.
-                membership.nodes().next().is_some() && membership.get_node(&self.node_id).is_none()
-            };
+            let gone = holds(
+                metrics.borrow_and_update().membership_config.membership(),
+                self.node_id,
+            ) == Some(false);
             if gone || *told.borrow_and_update() {
                 return;
             }
