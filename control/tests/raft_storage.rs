@@ -70,6 +70,16 @@ async fn indexes(log: &mut RedbLogStore) -> Vec<u64> {
         .collect()
 }
 
+/// Appends and waits until the entries are durable: raft is told of an append before its
+/// sync, and these tests look at the files next.
+async fn append(store: &RedbStore, log: &mut RedbLogStore, batch: Vec<Entry>) {
+    let last = batch.last().map(|e| e.log_id.index);
+    log.blocking_append(batch).await.unwrap();
+    if let Some(last) = last {
+        store.log().durable_through(last).await.unwrap();
+    }
+}
+
 /// Opens the store in `dir`, waiting for a previous instance's writer to let go of the log.
 fn open(dir: &Path) -> RedbStore {
     RedbStore::open(dir.join("store.redb")).expect("open store")
@@ -79,15 +89,17 @@ fn open(dir: &Path) -> RedbStore {
 async fn a_restart_finds_every_flushed_entry_the_vote_and_the_commit_point() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = open(dir.path()).log_store();
+        let store = open(dir.path());
+        let mut log = store.log_store();
         log.save_vote(&Vote::new(3, 1)).await.unwrap();
-        log.blocking_append(entries(3, 0, 50, 10)).await.unwrap();
+        append(&store, &mut log, entries(3, 0, 50, 10)).await;
         log.truncate(log_id(3, 40)).await.unwrap();
-        log.blocking_append(entries(4, 40, 45, 10)).await.unwrap();
+        append(&store, &mut log, entries(4, 40, 45, 10)).await;
         log.save_committed(Some(log_id(4, 42))).await.unwrap();
         log.purge(log_id(3, 9)).await.unwrap();
     }
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(4, 42)));
     let state = log.get_log_state().await.unwrap();
@@ -102,12 +114,42 @@ async fn a_restart_finds_every_flushed_entry_the_vote_and_the_commit_point() {
     );
 }
 
+/// Appends are reported written before their sync (so a leader replicates while it syncs);
+/// `durable_through` is what waits for the sync, and the commit a leader tells others never
+/// runs ahead of it.
+#[tokio::test]
+async fn appended_entries_become_durable_after_the_report_and_bound_the_commit_told_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut log = store.log_store();
+    append(&store, &mut log, entries(1, 1, 20, 10)).await;
+    let wait = store.log().durable_through(19);
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("the writer syncs queued entries")
+        .unwrap();
+    let wal = store.log();
+    assert_eq!(wal.durable_commit(Some(log_id(1, 19))), Some(log_id(1, 19)));
+    assert_eq!(wal.durable_commit(Some(log_id(1, 12))), Some(log_id(1, 12)));
+    assert_eq!(wal.durable_commit(None), None);
+    drop(log);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.log().durable_commit(Some(log_id(1, 19))),
+        Some(log_id(1, 19)),
+        "entries read back on open are durable"
+    );
+    store.log().durable_through(19).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_torn_write_at_the_end_is_cut_off_and_writing_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = open(dir.path()).log_store();
-        log.blocking_append(entries(1, 0, 10, 10)).await.unwrap();
+        let store = open(dir.path());
+        let mut log = store.log_store();
+        append(&store, &mut log, entries(1, 0, 10, 10)).await;
     }
     // A crash in the middle of a write: the next record's header is there, its payload is not.
     let newest = segments(dir.path()).pop().unwrap();
@@ -124,11 +166,14 @@ async fn a_torn_write_at_the_end_is_cut_off_and_writing_goes_on() {
     torn[end + 8..end + 20].fill(9);
     std::fs::write(&newest, &torn).unwrap();
 
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(indexes(&mut log).await, (0..10).collect::<Vec<_>>());
-    log.blocking_append(entries(1, 10, 12, 10)).await.unwrap();
+    append(&store, &mut log, entries(1, 10, 12, 10)).await;
     drop(log);
-    let mut log = open(dir.path()).log_store();
+    drop(store);
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(indexes(&mut log).await, (0..12).collect::<Vec<_>>());
 }
 
@@ -136,11 +181,12 @@ async fn a_torn_write_at_the_end_is_cut_off_and_writing_goes_on() {
 async fn damage_before_the_end_of_the_log_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = open(dir.path()).log_store();
+        let store = open(dir.path());
+        let mut log = store.log_store();
         // 1 MiB entries: the log spans two segments; damage the older one.
         for i in 0..6 {
             let one = entries(1, i, i + 1, 1 << 20);
-            log.blocking_append(one).await.unwrap();
+            append(&store, &mut log, one).await;
         }
     }
     assert!(segments(dir.path()).len() >= 2);
@@ -161,24 +207,27 @@ async fn damage_before_the_end_of_the_log_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn full_segments_roll_over_and_purged_ones_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     log.save_vote(&Vote::new(1, 1)).await.unwrap();
     // About three segments' worth of 64 KiB entries.
     let per_segment = SEGMENT_BYTES as usize / (64 << 10);
     let total = 3 * per_segment as u64;
     for i in 0..total {
-        log.blocking_append(entries(1, i, i + 1, 64 << 10))
-            .await
-            .unwrap();
+        append(&store, &mut log, entries(1, i, i + 1, 64 << 10)).await;
     }
+    // Reported written at once; on disk (segments rolled) once durable.
+    store.log().durable_through(total - 1).await.unwrap();
     let before = segments(dir.path()).len();
     assert!(before >= 3, "{before} segments");
     log.purge(log_id(1, total - 2)).await.unwrap();
     let after = segments(dir.path()).len();
     assert!(after < before, "purged segments stay: {before} -> {after}");
     drop(log);
+    drop(store);
     // The vote lived in the first segment, which is gone: it is restated in every later one.
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
     assert_eq!(indexes(&mut log).await, vec![total - 1]);
 }
@@ -205,7 +254,8 @@ async fn a_log_kept_in_an_older_store_file_moves_to_the_write_ahead_log() {
         txn.commit().unwrap();
     }
     std::fs::remove_dir_all(wal_dir(dir.path())).unwrap(); // as an older version left it
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
     assert_eq!(indexes(&mut log).await, vec![5, 6, 7]);
 }
@@ -224,9 +274,10 @@ async fn a_second_process_on_the_same_log_is_refused() {
 async fn damage_followed_by_intact_records_in_the_newest_segment_is_not_taken_for_a_torn_write() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = open(dir.path()).log_store();
+        let store = open(dir.path());
+        let mut log = store.log_store();
         for i in 0..5 {
-            log.blocking_append(entries(1, i, i + 1, 10)).await.unwrap();
+            append(&store, &mut log, entries(1, i, i + 1, 10)).await;
         }
     }
     let newest = segments(dir.path()).pop().unwrap();
@@ -243,15 +294,17 @@ async fn damage_followed_by_intact_records_in_the_newest_segment_is_not_taken_fo
 async fn restarts_go_on_writing_in_the_newest_segment() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..5 {
-        let mut log = open(dir.path()).log_store();
-        log.blocking_append(entries(1, i, i + 1, 10)).await.unwrap();
+        let store = open(dir.path());
+        let mut log = store.log_store();
+        append(&store, &mut log, entries(1, i, i + 1, 10)).await;
     }
     assert_eq!(
         segments(dir.path()).len(),
         1,
         "a crash loop must not fill the disk"
     );
-    let mut log = open(dir.path()).log_store();
+    let store = open(dir.path());
+    let mut log = store.log_store();
     assert_eq!(indexes(&mut log).await, (0..5).collect::<Vec<_>>());
 }
 
@@ -262,9 +315,7 @@ async fn the_log_reports_how_much_it_holds_so_raft_can_compact_by_size() {
     let size = store.log_size_probe();
     let mut log = store.log_store();
     assert_eq!(size(), Some(0));
-    log.blocking_append(entries(1, 0, 10, 10_000))
-        .await
-        .unwrap();
+    append(&store, &mut log, entries(1, 0, 10, 10_000)).await;
     let full = size().unwrap();
     assert!(
         (100_000..120_000).contains(&full),

@@ -77,9 +77,9 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         Ok(self.wal.read().committed)
     }
 
-    /// Group commit: the entries are readable at once (openraft replicates them before they
-    /// are durable here), and the log's writer reports them flushed after the fsync that covers
-    /// them and every other append waiting with them.
+    /// Group commit: the entries are readable and reported written at once (openraft replicates
+    /// them while they are synced here); the log's writer makes them durable with one fsync
+    /// for every append waiting with them, and `Wal::append` says who waits for that.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -141,7 +141,7 @@ pub(super) fn import_old_log(db: &Database, wal_dir: &Path) -> Result<(), Failur
         if old.vote.is_none() && entries.is_empty() {
             return Ok(());
         }
-        old.append(&entries, 0).map_err(Failure::Corrupt)?;
+        old.append(&entries, 0, 0).map_err(Failure::Corrupt)?;
     }
     super::wal::create_from(wal_dir, &old).map_err(|e| Failure::Log(e.to_string()))?;
     let txn = durable_write(db)?;

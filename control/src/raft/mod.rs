@@ -171,10 +171,11 @@ impl RaftNode {
         node_id: u64,
         addr: String,
         db_path: &Path,
-        network: QuicNetwork,
+        mut network: QuicNetwork,
         tuning: &RaftTuning,
     ) -> Result<RaftNode, RaftStartError> {
         let store = RedbStore::open(db_path)?;
+        network.log = Some(store.log().clone());
         let blobs = BlobStore::open(&db_path.with_file_name("blobs"))?;
         let config = Arc::new(config(tuning)?);
         let lease = Arc::new(());

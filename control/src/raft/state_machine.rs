@@ -8,6 +8,7 @@ use super::storage::{
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use super::wal::Wal;
 use crate::store::{self, CommandResult, WatchHub};
 use edge_api::codec;
 use openraft::storage::RaftStateMachine;
@@ -26,6 +27,9 @@ const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct RedbStateMachine {
     pub(super) db: Arc<Database>,
+    /// Entries are reported written to raft before they are durable here (`Wal::append`);
+    /// they are applied only once they are.
+    pub(super) log: Wal,
     pub(super) hub: Arc<WatchHub>,
     /// When an apply last made the state machine durable.
     pub(super) synced: Arc<Mutex<Instant>>,
@@ -253,6 +257,12 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.log
+                .durable_through(last.log_id.index)
+                .await
+                .map_err(|e| sto(ErrorSubject::Logs, ErrorVerb::Write)(Failure::Log(e)))?;
+        }
         let durable = {
             let mut last_sync = self.synced.lock().unwrap_or_else(|p| p.into_inner());
             let due = last_sync.elapsed() >= SM_SYNC_EVERY;

@@ -179,6 +179,11 @@ impl RedbStore {
         self.wal.size_probe()
     }
 
+    /// The raft log, for waiting until entries are durable on this server.
+    pub fn log(&self) -> &Wal {
+        &self.wal
+    }
+
     pub fn database(&self) -> Arc<Database> {
         self.db.clone()
     }
@@ -208,6 +213,7 @@ impl RedbStore {
             },
             RedbStateMachine {
                 db: self.db.clone(),
+                log: self.wal.clone(),
                 hub: self.hub.clone(),
                 synced: self.sm_synced.clone(),
                 _lease: lease.clone(),

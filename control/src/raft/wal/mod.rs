@@ -5,7 +5,8 @@
 //! 3.4 ms on the CI machine's disk), and redb has a single writer, so log appends queued behind
 //! state-machine applies. Here an append is a memory update plus a channel send; the writer
 //! thread makes every append waiting durable with one write and one `fdatasync` into a
-//! zero-filled file (a few hundred microseconds), and only then reports them flushed to raft.
+//! zero-filled file (a few hundred microseconds). Raft is told of an append at once, so a
+//! leader's sync overlaps its followers'; `Wal::append` says what keeps that safe.
 //!
 //! Format: files `<seq>.wal` (20 digits, increasing), zero-filled to `SEGMENT_BYTES` when made
 //! so that syncing an append does not also sync a size change. A record is
@@ -88,6 +89,13 @@ pub struct MemLog {
     sizes: VecDeque<u32>,
     /// Their sum: what the log holds in memory, roughly (see `bytes`).
     bytes: u64,
+    /// The number of the write that put each entry here (0: read back on open), in step with
+    /// `entries` and never decreasing along it: an entry is durable once the writer has
+    /// synced that write.
+    writes: VecDeque<u64>,
+    /// The number the next queued write gets: writes are numbered in the order they are
+    /// queued, which is the order the writer thread takes them.
+    next_write: u64,
     pub vote: Option<Vote>,
     pub committed: Option<LogId>,
     pub last_purged: Option<LogId>,
@@ -107,7 +115,12 @@ impl MemLog {
     /// Appends entries that must continue the log; an entry at an index already held replaces
     /// it and everything after (raft truncates first, so this only tolerates a redo). An empty
     /// log takes any index: after a snapshot the log restarts past the purge point.
-    pub fn append(&mut self, entries: &[Entry], record_bytes: usize) -> Result<(), String> {
+    pub fn append(
+        &mut self,
+        entries: &[Entry],
+        record_bytes: usize,
+        write: u64,
+    ) -> Result<(), String> {
         let each = u32::try_from(record_bytes / entries.len().max(1)).unwrap_or(u32::MAX);
         for entry in entries {
             let index = entry.log_id.index;
@@ -123,6 +136,7 @@ impl MemLog {
                 _ => {
                     self.entries.push_back(entry.clone());
                     self.sizes.push_back(each);
+                    self.writes.push_back(write);
                     self.bytes += u64::from(each);
                 }
             }
@@ -133,6 +147,7 @@ impl MemLog {
     pub fn truncate(&mut self, since: u64) {
         while self.entries.back().is_some_and(|e| e.log_id.index >= since) {
             self.entries.pop_back();
+            self.writes.pop_back();
             self.bytes = self
                 .bytes
                 .saturating_sub(self.sizes.pop_back().map_or(0, u64::from));
@@ -146,6 +161,7 @@ impl MemLog {
             .is_some_and(|e| e.log_id.index <= upto.index)
         {
             self.entries.pop_front();
+            self.writes.pop_front();
             self.bytes = self
                 .bytes
                 .saturating_sub(self.sizes.pop_front().map_or(0, u64::from));
@@ -179,9 +195,28 @@ impl MemLog {
         self.entries.iter().skip(skip).take(take).cloned().collect()
     }
 
+    /// The write an entry must wait for to be durable: None when it is not held (purged
+    /// entries are durable; a later one has not been appended).
+    fn write_of(&self, index: u64) -> Option<u64> {
+        let first = self.entries.front()?.log_id.index;
+        let at = usize::try_from(index.checked_sub(first)?).ok()?;
+        self.writes.get(at).copied()
+    }
+
+    /// The newest entry id at or below `wanted` whose write is synced (`synced`): what may be
+    /// called committed to others while this log's own sync is still under way.
+    fn durable_id(&self, wanted: LogId, synced: u64) -> Option<LogId> {
+        let held = self.writes.partition_point(|w| *w <= synced);
+        let newest = match held {
+            0 => self.last_purged,
+            n => self.entries.get(n - 1).map(|e| e.log_id),
+        };
+        newest.min(Some(wanted))
+    }
+
     fn apply(&mut self, record: Record<'_>, record_bytes: usize) -> Result<(), String> {
         match record {
-            Record::Entries(entries) => self.append(&entries, record_bytes)?,
+            Record::Entries(entries) => self.append(&entries, record_bytes, 0)?,
             Record::Truncate(since) => self.truncate(since),
             Record::Purge(upto) => self.purge(upto),
             Record::Vote(v) => self.vote = Some(v),
@@ -218,17 +253,27 @@ enum Effect {
 
 /// Who waits for a write, and how they are told it is durable.
 enum Done {
-    /// raft's append callback.
-    Flushed(LogFlushed<TypeConfig>),
+    /// Entries: whoever needs them durable waits on `Wal::durable_through`.
+    Tracked,
     Synced(tokio::sync::oneshot::Sender<Result<(), String>>),
     /// Needs no sync of its own: the next synced write persists it.
     Lazy,
 }
 
 struct Job {
+    /// Its number in queue order (`MemLog::next_write`).
+    write: u64,
     bytes: Vec<u8>,
     effect: Effect,
     done: Done,
+}
+
+/// How far the writer has synced: every write numbered `upto` or lower is durable, unless
+/// writing `failed`.
+#[derive(Debug, Default)]
+struct Synced {
+    upto: u64,
+    failed: Option<String>,
 }
 
 /// A handle on the log: the shared in-memory view and the queue to the writer thread. Cheap to
@@ -237,6 +282,7 @@ struct Job {
 pub struct Wal {
     mem: Arc<RwLock<MemLog>>,
     jobs: mpsc::Sender<Job>,
+    synced: tokio::sync::watch::Receiver<Synced>,
 }
 
 /// A poisoned lock only means a panic elsewhere mid-read: the log itself is whole.
@@ -249,7 +295,13 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<Wal, WalError> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let lock = lock_dir(dir)?;
-        let Replayed { mem, segments, end } = replay(dir)?;
+        let Replayed {
+            mut mem,
+            segments,
+            end,
+        } = replay(dir)?;
+        // What was read back is durable: write 0, which `Synced` starts at.
+        mem.next_write = 1;
         let checkpoint = Checkpoint {
             vote: mem.vote,
             purged: mem.last_purged,
@@ -257,13 +309,15 @@ impl Wal {
         };
         let writer = Writer::resume(dir, segments, end, checkpoint, lock).map_err(io_at(dir))?;
         let (jobs, rx) = mpsc::channel();
+        let (report, synced) = tokio::sync::watch::channel(Synced::default());
         std::thread::Builder::new()
             .name("raft-wal".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(rx, report))
             .map_err(io_at(dir))?;
         Ok(Wal {
             mem: Arc::new(RwLock::new(mem)),
             jobs,
+            synced,
         })
     }
 
@@ -287,7 +341,13 @@ impl Wal {
         self.mem.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends entries: visible to readers at once, reported to `callback` once durable.
+    /// Appends entries: visible to readers at once, and reported to `callback` as written
+    /// before they are durable, so that openraft sends them to the followers while this
+    /// server's own sync is under way (raft thesis 10.2.1, as etcd does). What keeps an
+    /// acknowledged write on a majority is that nothing counts on them until they are durable:
+    /// the state machine applies an entry only after `durable_through` it, a follower answers
+    /// an append only after the same, and a leader tells others no commit index past its own
+    /// durable log (`durable_commit`).
     pub fn append(
         &self,
         entries: &[Entry],
@@ -297,68 +357,116 @@ impl Wal {
             callback.log_io_completed(Ok(()));
             return Ok(());
         };
-        let framed = frame(&Record::Entries(Cow::Borrowed(entries)))
+        let queued = frame(&Record::Entries(Cow::Borrowed(entries)))
             .map_err(|e| e.to_string())
-            .and_then(|bytes| self.write().append(entries, bytes.len()).map(|()| bytes));
-        match framed {
-            Ok(bytes) => {
-                self.queue(Job {
-                    bytes,
-                    effect: Effect::Entries { last },
-                    done: Done::Flushed(callback),
-                });
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.clone())));
-                Err(e)
-            }
-        }
+            .and_then(|bytes| {
+                let mut mem = self.write();
+                let write = mem.next_write;
+                mem.append(entries, bytes.len(), write)?;
+                self.queue(&mut mem, bytes, Effect::Entries { last }, Done::Tracked)
+            });
+        callback.log_io_completed(queued.clone().map_err(io::Error::other));
+        queued
     }
 
     pub async fn truncate(&self, since: u64) -> Result<(), String> {
-        self.write().truncate(since);
-        self.synced(&Record::Truncate(since), Effect::Truncate)
-            .await
+        self.synced(&Record::Truncate(since), Effect::Truncate, |mem| {
+            mem.truncate(since)
+        })
+        .await
     }
 
     pub async fn purge(&self, upto: LogId) -> Result<(), String> {
-        self.write().purge(upto);
-        self.synced(&Record::Purge(upto), Effect::Purge(upto)).await
+        self.synced(&Record::Purge(upto), Effect::Purge(upto), |mem| {
+            mem.purge(upto)
+        })
+        .await
     }
 
     pub async fn save_vote(&self, vote: Vote) -> Result<(), String> {
-        self.write().vote = Some(vote);
-        self.synced(&Record::Vote(vote), Effect::Vote(vote)).await
+        self.synced(&Record::Vote(vote), Effect::Vote(vote), |mem| {
+            mem.vote = Some(vote)
+        })
+        .await
     }
 
     /// Not synced on its own: it only lets a restart re-apply sooner.
     pub fn save_committed(&self, committed: Option<LogId>) -> Result<(), String> {
-        self.write().committed = committed;
         let bytes = frame(&Record::Committed(committed)).map_err(|e| e.to_string())?;
-        self.queue(Job {
-            bytes,
-            effect: Effect::Committed(committed),
-            done: Done::Lazy,
-        });
-        Ok(())
+        let mut mem = self.write();
+        mem.committed = committed;
+        self.queue(&mut mem, bytes, Effect::Committed(committed), Done::Lazy)
     }
 
-    async fn synced(&self, record: &Record<'_>, effect: Effect) -> Result<(), String> {
+    /// Returns once the entry at `index` (or whatever replaced it meanwhile) is durable here.
+    pub async fn durable_through(&self, index: u64) -> Result<(), String> {
+        let write = {
+            let mem = self.read();
+            match mem.write_of(index) {
+                Some(w) => w,
+                None if mem.last_purged.is_some_and(|p| index <= p.index) => 0,
+                None => mem.next_write.saturating_sub(1),
+            }
+        };
+        let mut synced = self.synced.clone();
+        let state = synced
+            .wait_for(|s| s.failed.is_some() || s.upto >= write)
+            .await
+            .map_err(|_| "the raft log writer stopped".to_string())?;
+        match &state.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// `wanted`, or the newest entry before it that is durable here if its sync is still
+    /// under way: the commit index a leader may tell others.
+    pub fn durable_commit(&self, wanted: Option<LogId>) -> Option<LogId> {
+        let wanted = wanted?;
+        let synced = self.synced.borrow().upto;
+        self.read().durable_id(wanted, synced)
+    }
+
+    async fn synced(
+        &self,
+        record: &Record<'_>,
+        effect: Effect,
+        change: impl FnOnce(&mut MemLog),
+    ) -> Result<(), String> {
         let bytes = frame(record).map_err(|e| e.to_string())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue(Job {
-            bytes,
-            effect,
-            done: Done::Synced(tx),
-        });
+        {
+            let mut mem = self.write();
+            change(&mut mem);
+            self.queue(&mut mem, bytes, effect, Done::Synced(tx))?;
+        }
         rx.await
             .unwrap_or_else(|_| Err("the raft log writer stopped".into()))
     }
 
-    fn queue(&self, job: Job) {
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            job.done.complete(Err("the raft log writer stopped".into()));
+    /// Queues a write while the caller holds the log's lock, so that write numbers follow
+    /// queue order.
+    fn queue(
+        &self,
+        mem: &mut MemLog,
+        bytes: Vec<u8>,
+        effect: Effect,
+        done: Done,
+    ) -> Result<(), String> {
+        let job = Job {
+            write: mem.next_write,
+            bytes,
+            effect,
+            done,
+        };
+        mem.next_write += 1;
+        match self.jobs.send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::SendError(job)) => {
+                let stopped = "the raft log writer stopped".to_string();
+                job.done.complete(Err(stopped.clone()));
+                Err(stopped)
+            }
         }
     }
 }
@@ -366,7 +474,7 @@ impl Wal {
 impl Done {
     fn complete(self, result: Result<(), String>) {
         match self {
-            Done::Flushed(cb) => cb.log_io_completed(result.map_err(io::Error::other)),
+            Done::Tracked => {}
             Done::Synced(tx) => {
                 let _ = tx.send(result); // the caller may have given up waiting
             }
@@ -405,4 +513,74 @@ struct Segment {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// Entries 5..=9 written by writes 3, 3, 4, 6, 6 (an append of two, one, two).
+    fn log() -> MemLog {
+        let mut mem = MemLog::default();
+        mem.append(&[entry(5), entry(6)], 20, 3).unwrap();
+        mem.append(&[entry(7)], 10, 4).unwrap();
+        mem.append(&[entry(8), entry(9)], 20, 6).unwrap();
+        mem
+    }
+
+    #[test]
+    fn each_entry_waits_for_the_write_that_put_it_there() {
+        let mut mem = log();
+        assert_eq!(mem.write_of(5), Some(3));
+        assert_eq!(mem.write_of(7), Some(4));
+        assert_eq!(mem.write_of(9), Some(6));
+        assert_eq!(mem.write_of(10), None, "not appended yet");
+        mem.truncate(8);
+        mem.append(&[entry(8)], 10, 9).unwrap();
+        assert_eq!(
+            mem.write_of(8),
+            Some(9),
+            "a replaced entry waits for its new write"
+        );
+        mem.purge(entry(6).log_id);
+        assert_eq!(mem.write_of(6), None, "purged entries are durable");
+        assert_eq!(mem.write_of(7), Some(4));
+    }
+
+    #[test]
+    fn the_commit_told_to_others_stops_at_the_durable_end_of_the_log() {
+        let mem = log();
+        let id = |i| Some(entry(i).log_id);
+        assert_eq!(mem.durable_id(entry(9).log_id, 6), id(9), "all synced");
+        assert_eq!(
+            mem.durable_id(entry(9).log_id, 5),
+            id(7),
+            "8 and 9 still syncing"
+        );
+        assert_eq!(
+            mem.durable_id(entry(6).log_id, 5),
+            id(6),
+            "never above what was asked"
+        );
+        assert_eq!(
+            mem.durable_id(entry(9).log_id, 2),
+            None,
+            "nothing synced, nothing purged"
+        );
+        let mut purged = log();
+        purged.purge(entry(5).log_id);
+        assert_eq!(
+            purged.durable_id(entry(9).log_id, 2),
+            id(5),
+            "the purge point is durable"
+        );
+    }
 }
