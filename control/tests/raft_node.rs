@@ -219,10 +219,9 @@ async fn single_node_survives_restart_without_reinitializing() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_converge_and_fail_over() {
+/// Three voters in `dir`, and the leader's id once one is elected.
+async fn three_voters(dir: &tempfile::TempDir) -> (Vec<Member>, u64) {
     let pki = pki();
-    let dir = tempfile::tempdir().unwrap();
     let mut members = Vec::new();
     for id in 1..=3u64 {
         members.push(member(&pki, id, &dir.path().join(format!("n{id}.redb"))).await);
@@ -232,16 +231,86 @@ async fn three_nodes_converge_and_fail_over() {
         .map(|m| (m.node.node_id, BasicNode::new(m.node.addr.clone())))
         .collect();
     members[0].node.raft.initialize(voters).await.unwrap();
-
     let leader = members[0]
         .node
         .wait_leader(Duration::from_secs(10))
         .await
         .unwrap();
-    let li = members
-        .iter()
-        .position(|m| m.node.node_id == leader)
-        .unwrap();
+    (members, leader)
+}
+
+fn index_of(members: &[Member], id: u64) -> usize {
+    members.iter().position(|m| m.node.node_id == id).unwrap()
+}
+
+/// The log reports an append written before its sync (so a leader replicates while it
+/// syncs); this checks what must wait for the sync anyway, by stalling disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_answered_and_applied_only_once_durable_on_a_majority() {
+    let dir = tempfile::tempdir().unwrap();
+    let (members, leader) = three_voters(&dir).await;
+    let li = index_of(&members, leader);
+    members[li].node.propose(put("warm")).await.unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let stall = Duration::from_millis(500);
+
+    // Both followers' disks stall: the leader has its own copy only, no majority.
+    for f in &followers {
+        members[*f].node.store.log().hold_writes(true);
+    }
+    let write = tokio::spawn({
+        let node = members[li].node.clone();
+        async move { node.propose(put("followers-stalled")).await }
+    });
+    tokio::time::sleep(stall).await;
+    assert!(
+        !write.is_finished(),
+        "answered with one durable copy of three"
+    );
+    assert!(read(&members[li].node, "followers-stalled").is_none());
+    for f in &followers {
+        members[*f].node.store.log().hold_writes(false);
+    }
+    write.await.unwrap().unwrap();
+
+    // The leader's disk stalls: the followers have it durable, so it is committed, but the
+    // leader answers and applies only once its own copy is durable, and the followers do not
+    // apply it before either (they are not told it is committed).
+    members[li].node.store.log().hold_writes(true);
+    let write = tokio::spawn({
+        let node = members[li].node.clone();
+        async move { node.propose(put("leader-stalled")).await }
+    });
+    tokio::time::sleep(stall).await;
+    assert!(
+        !write.is_finished(),
+        "answered before the leader's copy was durable"
+    );
+    for m in &members {
+        assert!(
+            read(&m.node, "leader-stalled").is_none(),
+            "server {} applied an entry not durable on the leader",
+            m.node.node_id
+        );
+    }
+    members[li].node.store.log().hold_writes(false);
+    write.await.unwrap().unwrap();
+    eventually("all three apply it", Duration::from_secs(5), || {
+        members
+            .iter()
+            .all(|m| read(&m.node, "leader-stalled").is_some())
+    })
+    .await;
+    for m in members {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_converge_and_fail_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut members, leader) = three_voters(&dir).await;
+    let li = index_of(&members, leader);
     let rv = stored_rv(members[li].node.propose(put("alpha")).await.unwrap());
     // A follower forwards writes to the leader, and its reads after a read barrier see them.
     let fi = (li + 1) % 3;

@@ -5,7 +5,7 @@
 use edge_control::raft::storage::{RedbLogStore, RedbStateMachine, RedbStore, LOG};
 use edge_control::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use edge_control::raft::wal::SEGMENT_BYTES;
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 use std::path::{Path, PathBuf};
@@ -141,6 +141,46 @@ async fn appended_entries_become_durable_after_the_report_and_bound_the_commit_t
         "entries read back on open are durable"
     );
     store.log().durable_through(19).await.unwrap();
+}
+
+/// With the disk stalled, an append is still reported written (openraft replicates it), but
+/// nothing counts on it: the commit told to others stays at the durable end of the log, and
+/// the state machine does not apply it, until the write reaches the disk.
+#[tokio::test]
+async fn nothing_counts_on_an_entry_before_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut log = store.log_store();
+    let mut sm = store.state_machine();
+    append(&store, &mut log, entries(1, 1, 6, 10)).await;
+    sm.apply(entries(1, 1, 6, 10)).await.unwrap();
+
+    store.log().hold_writes(true);
+    log.blocking_append(entries(1, 6, 10, 10)).await.unwrap();
+    assert_eq!(indexes(&mut log).await, (1..10).collect::<Vec<_>>());
+    assert_eq!(
+        store.log().durable_commit(Some(log_id(1, 9))),
+        Some(log_id(1, 5)),
+        "a leader must not tell others 6-9 are committed yet"
+    );
+    let apply = tokio::spawn({
+        let mut sm = store.state_machine();
+        async move { sm.apply(entries(1, 6, 10, 10)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !apply.is_finished(),
+        "applied before the entries were durable"
+    );
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 5)));
+
+    store.log().hold_writes(false);
+    apply.await.unwrap().unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 9)));
+    assert_eq!(
+        store.log().durable_commit(Some(log_id(1, 9))),
+        Some(log_id(1, 9))
+    );
 }
 
 #[tokio::test]

@@ -283,6 +283,8 @@ pub struct Wal {
     mem: Arc<RwLock<MemLog>>,
     jobs: mpsc::Sender<Job>,
     synced: tokio::sync::watch::Receiver<Synced>,
+    /// Holds the writer back while set, as a stalled disk would (`hold_writes`).
+    held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A poisoned lock only means a panic elsewhere mid-read: the log itself is whole.
@@ -310,14 +312,17 @@ impl Wal {
         let writer = Writer::resume(dir, segments, end, checkpoint, lock).map_err(io_at(dir))?;
         let (jobs, rx) = mpsc::channel();
         let (report, synced) = tokio::sync::watch::channel(Synced::default());
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_held = held.clone();
         std::thread::Builder::new()
             .name("raft-wal".into())
-            .spawn(move || writer.run(rx, report))
+            .spawn(move || writer.run(rx, report, &writer_held))
             .map_err(io_at(dir))?;
         Ok(Wal {
             mem: Arc::new(RwLock::new(mem)),
             jobs,
             synced,
+            held,
         })
     }
 
@@ -417,6 +422,13 @@ impl Wal {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Stops the writer before its next write, or lets it go on: a stalled disk, for tests of
+    /// what waits for durability.
+    #[doc(hidden)]
+    pub fn hold_writes(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::Release);
     }
 
     /// `wanted`, or the newest entry before it that is durable here if its sync is still

@@ -6,6 +6,7 @@ use crate::raft::types::{LogId, Vote};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 /// Vote, purge point and committed id as last written: restated at the top of each segment.
@@ -71,8 +72,12 @@ impl Writer {
         mut self,
         rx: mpsc::Receiver<Job>,
         report: tokio::sync::watch::Sender<Synced>,
+        held: &AtomicBool,
     ) {
         while let Ok(first) = rx.recv() {
+            while held.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
             let result = self.write_batch(&batch);
