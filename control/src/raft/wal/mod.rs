@@ -410,7 +410,9 @@ impl Wal {
             match mem.write_of(index) {
                 Some(w) => w,
                 None if mem.last_purged.is_some_and(|p| index <= p.index) => 0,
-                None => mem.next_write.saturating_sub(1),
+                // Past the end: the log as it stands (not `next_write`, which may be a lazy
+                // write that no sync follows).
+                None => mem.writes.back().copied().unwrap_or(0),
             }
         };
         let mut synced = self.synced.clone();
