@@ -484,7 +484,10 @@ mod tests {
         cm.metadata.name = "big".into();
         cm.metadata.namespace = "a".into();
         cm.data.insert("v".into(), "x".repeat(10_000));
-        let (r, _) = run(&db, put(Object::ConfigMap(cm.clone()), Precondition::Absent));
+        let (r, _) = run(
+            &db,
+            put(Object::ConfigMap(cm.clone()), Precondition::Absent),
+        );
         let stored = match r {
             CommandResult::Stored(o) => o,
             other => panic!("{other:?}"),
