@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod calls;
+mod durable;
 mod forward;
 pub mod join;
 mod log_store;

@@ -3,7 +3,8 @@
 //! for that peer.
 
 use super::calls::{CallError, PeerCall, PeerReply};
-use super::types::{LogId, Node, NodeId, SnapshotMeta, TypeConfig, Vote};
+use super::durable;
+use super::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 use super::wal::Wal;
 use super::RaftNode;
 use edge_api::wire::{read_frame, write_frame, WireError, MAX_FRAME_BYTES};
@@ -183,7 +184,7 @@ pub struct QuicNetwork {
     /// Set when a leader answered this server's vote request with `Removed`.
     pub(super) removed: Arc<tokio::sync::watch::Sender<bool>>,
     /// This server's raft log, whose durability bounds the commit index told to followers
-    /// (`QuicPeer::commit_to_tell`); set by `RaftNode::start_with`.
+    /// (`durable::commit_to_tell`); set by `RaftNode::start_with`.
     pub(super) log: Option<Wal>,
 }
 
@@ -454,38 +455,17 @@ impl QuicPeer {
     }
 }
 
-impl QuicPeer {
-    /// The leader may count an entry committed before its own copy is durable (`Wal::append`),
-    /// but others must not learn so until it is: an append carrying entries tells the newest
-    /// commit that is durable here (the next one tells more), and one that only carries the
-    /// commit waits for it.
-    async fn commit_to_tell(
-        &self,
-        rpc: &AppendEntriesRequest<TypeConfig>,
-    ) -> Result<Option<LogId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        let Some(log) = &self.log else {
-            return Ok(rpc.leader_commit);
-        };
-        let durable = log.durable_commit(rpc.leader_commit);
-        match rpc.leader_commit {
-            Some(wanted) if durable != rpc.leader_commit && rpc.entries.is_empty() => {
-                log.durable_through(wanted.index)
-                    .await
-                    .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
-                Ok(rpc.leader_commit)
-            }
-            _ => Ok(durable),
-        }
-    }
-}
-
 impl RaftNetwork<TypeConfig> for QuicPeer {
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        rpc.leader_commit = self.commit_to_tell(&rpc).await?;
+        if let Some(log) = &self.log {
+            rpc.leader_commit = durable::commit_to_tell(log, &rpc)
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        }
         let entries = rpc.entries.len() as u64;
         let body = self
             .encode("AppendEntries", &RaftRpc::AppendEntries(rpc))
@@ -596,15 +576,6 @@ pub async fn serve_raft_stream(
     None
 }
 
-/// The newest entry an append's answer tells the leader this server holds.
-fn acknowledged(reply: &AppendEntriesResponse<NodeId>, sent: Option<LogId>) -> Option<LogId> {
-    match reply {
-        AppendEntriesResponse::Success => sent,
-        AppendEntriesResponse::PartialSuccess(matched) => *matched,
-        AppendEntriesResponse::Conflict | AppendEntriesResponse::HigherVote(_) => None,
-    }
-}
-
 async fn serve(
     node: &RaftNode,
     rpc: RaftRpc,
@@ -613,17 +584,12 @@ async fn serve(
     let raft = &node.raft;
     let reply = match rpc {
         RaftRpc::AppendEntries(r) => {
-            let sent = r.entries.last().map(|e| e.log_id).or(r.prev_log_id);
+            let acknowledges = durable::Acknowledges::sent_in(&r);
             let reply = raft.append_entries(r).await;
-            // openraft counts the entries written once queued (`Wal::append`); the leader
-            // counts this answer towards a majority, so it waits until they are durable.
-            if let Some(acked) = reply.as_ref().ok().and_then(|r| acknowledged(r, sent)) {
-                node.store
-                    .log()
-                    .durable_through(acked.index)
-                    .await
-                    .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-            }
+            acknowledges
+                .durable(node.store.log(), &reply)
+                .await
+                .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
             RaftRpcReply::AppendEntries(reply)
         }
         RaftRpc::Vote(r) if node.is_removed_candidate(&r) => RaftRpcReply::Removed,
