@@ -115,10 +115,10 @@ async fn a_restart_finds_every_flushed_entry_the_vote_and_the_commit_point() {
 }
 
 /// Appends are reported written before their sync (so a leader replicates while it syncs);
-/// `durable_through` is what waits for the sync, and the commit a leader tells others never
-/// runs ahead of it.
+/// `durable_through` is what waits for the sync, and once it returns the whole commit may be
+/// told to others, also after a restart (the stalled-disk test below checks the waiting).
 #[tokio::test]
-async fn appended_entries_become_durable_after_the_report_and_bound_the_commit_told_to_others() {
+async fn durable_through_returns_once_synced_and_entries_read_back_on_open_are_durable() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut log = store.log_store();

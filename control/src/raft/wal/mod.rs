@@ -251,21 +251,14 @@ enum Effect {
     Committed(Option<LogId>),
 }
 
-/// Who waits for a write, and how they are told it is durable.
-enum Done {
-    /// Entries: whoever needs them durable waits on `Wal::durable_through`.
-    Tracked,
-    Synced(tokio::sync::oneshot::Sender<Result<(), String>>),
-    /// Needs no sync of its own: the next synced write persists it.
-    Lazy,
-}
-
 struct Job {
     /// Its number in queue order (`MemLog::next_write`).
     write: u64,
     bytes: Vec<u8>,
     effect: Effect,
-    done: Done,
+    /// Needs no sync of its own (the commit point): the next synced write persists it. Whoever
+    /// waits for a write to be durable waits on `Synced`.
+    lazy: bool,
 }
 
 /// How far the writer has synced: every write numbered `upto` or lower is durable, unless
@@ -368,7 +361,7 @@ impl Wal {
                 let mut mem = self.write();
                 let write = mem.next_write;
                 mem.append(entries, bytes.len(), write)?;
-                self.queue(&mut mem, bytes, Effect::Entries { last }, Done::Tracked)
+                self.queue(&mut mem, bytes, Effect::Entries { last }, false)
             });
         callback.log_io_completed(queued.clone().map_err(io::Error::other));
         queued
@@ -400,7 +393,7 @@ impl Wal {
         let bytes = frame(&Record::Committed(committed)).map_err(|e| e.to_string())?;
         let mut mem = self.write();
         mem.committed = committed;
-        self.queue(&mut mem, bytes, Effect::Committed(committed), Done::Lazy)
+        self.queue(&mut mem, bytes, Effect::Committed(committed), true)
     }
 
     /// Returns once the entry at `index` (or whatever replaced it meanwhile) is durable here.
@@ -415,6 +408,11 @@ impl Wal {
                 None => mem.writes.back().copied().unwrap_or(0),
             }
         };
+        self.until_synced(write).await
+    }
+
+    /// Returns once the writer has synced write number `write`.
+    async fn until_synced(&self, write: u64) -> Result<(), String> {
         let mut synced = self.synced.clone();
         let state = synced
             .wait_for(|s| s.failed.is_some() || s.upto >= write)
@@ -448,14 +446,14 @@ impl Wal {
         change: impl FnOnce(&mut MemLog),
     ) -> Result<(), String> {
         let bytes = frame(record).map_err(|e| e.to_string())?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        {
+        let write = {
             let mut mem = self.write();
             change(&mut mem);
-            self.queue(&mut mem, bytes, effect, Done::Synced(tx))?;
-        }
-        rx.await
-            .unwrap_or_else(|_| Err("the raft log writer stopped".into()))
+            let write = mem.next_write;
+            self.queue(&mut mem, bytes, effect, false)?;
+            write
+        };
+        self.until_synced(write).await
     }
 
     /// Queues a write while the caller holds the log's lock, so that write numbers follow
@@ -465,35 +463,18 @@ impl Wal {
         mem: &mut MemLog,
         bytes: Vec<u8>,
         effect: Effect,
-        done: Done,
+        lazy: bool,
     ) -> Result<(), String> {
         let job = Job {
             write: mem.next_write,
             bytes,
             effect,
-            done,
+            lazy,
         };
         mem.next_write += 1;
-        match self.jobs.send(job) {
-            Ok(()) => Ok(()),
-            Err(mpsc::SendError(job)) => {
-                let stopped = "the raft log writer stopped".to_string();
-                job.done.complete(Err(stopped.clone()));
-                Err(stopped)
-            }
-        }
-    }
-}
-
-impl Done {
-    fn complete(self, result: Result<(), String>) {
-        match self {
-            Done::Tracked => {}
-            Done::Synced(tx) => {
-                let _ = tx.send(result); // the caller may have given up waiting
-            }
-            Done::Lazy => {}
-        }
+        self.jobs
+            .send(job)
+            .map_err(|_| "the raft log writer stopped".to_string())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The writer thread: appends queued records to the current segment, syncs once per batch,
 //! rolls to a new zero-filled segment when one is full, and deletes segments purged away.
 
-use super::{frame, segment_path, Done, Effect, Job, Record, Segment, Synced, SEGMENT_BYTES};
+use super::{frame, segment_path, Effect, Job, Record, Segment, Synced, SEGMENT_BYTES};
 use crate::raft::types::{LogId, Vote};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -80,25 +80,19 @@ impl Writer {
             }
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
-            let result = self.write_batch(&batch);
-            match &result {
-                Err(e) => {
-                    tracing::error!(error = %e, "the raft log cannot be written");
-                    report.send_modify(|s| s.failed = Some(e.clone()));
-                }
-                // A sync covers every write before it, lazy ones of earlier batches included.
-                Ok(()) if batch.iter().any(|j| !matches!(j.done, Done::Lazy)) => {
-                    let upto = batch.iter().map(|j| j.write).max().unwrap_or(0);
-                    report.send_modify(|s| s.upto = s.upto.max(upto));
-                }
-                Ok(()) => {}
+            if let Err(e) = self.write_batch(&batch) {
+                tracing::error!(error = %e, "the raft log cannot be written");
+                report.send_modify(|s| s.failed = Some(e));
+                continue;
             }
             // Before the purge is reported done, so that its caller sees the files gone.
-            if result.is_ok() && batch.iter().any(|j| matches!(j.effect, Effect::Purge(_))) {
+            if batch.iter().any(|j| matches!(j.effect, Effect::Purge(_))) {
                 self.delete_purged_segments();
             }
-            for job in batch {
-                job.done.complete(result.clone());
+            // A sync covers every write before it, lazy ones of earlier batches included.
+            if batch.iter().any(|j| !j.lazy) {
+                let upto = batch.iter().map(|j| j.write).max().unwrap_or(0);
+                report.send_modify(|s| s.upto = s.upto.max(upto));
             }
         }
     }
@@ -128,7 +122,7 @@ impl Writer {
             self.note(job.effect);
         }
         self.put(&buf)?;
-        if batch.iter().any(|j| !matches!(j.done, Done::Lazy)) {
+        if batch.iter().any(|j| !j.lazy) {
             self.current()?.sync_data()?;
         }
         Ok(())
