@@ -124,14 +124,6 @@ fn apply_one(
     revs: &mut Revisions,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
-    let current = |objects: &redb::Table<&str, &[u8]>,
-                   key: &ObjectKey|
-     -> Result<Option<Object>, StoreError> {
-        match objects.get(key.storage_key().as_str())? {
-            Some(v) => Ok(Some(edge_api::codec::decode("stored object", v.value())?)),
-            None => Ok(None),
-        }
-    };
     let write = |objects: &mut redb::Table<&str, &[u8]>, mut obj: Object, revision: u64| {
         obj.meta_mut().resource_version = revision;
         let bytes = edge_api::codec::encode("object", &obj)?;
@@ -152,7 +144,9 @@ fn apply_one(
             // stale) view can never land in a namespace deleted meanwhile.
             if existing.is_none() && key.kind.namespaced() {
                 let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-                if let Err(reject) = namespace_admits(&key, current(objects, &ns)?.as_ref()) {
+                if let Err(reject) =
+                    namespace_admits(&key, stored::<Object>(objects, &ns)?.as_ref())
+                {
                     return Ok((CommandResult::Rejected(reject), vec![]));
                 }
             }
@@ -168,7 +162,7 @@ fn apply_one(
             ))
         }
         Command::Delete { key, precondition } => {
-            let existing = current(objects, key)?;
+            let existing = stored::<Object>(objects, key)?;
             let revision = existing.as_ref().map(|o| o.meta().resource_version);
             if let Some(reject) = check(key, revision, precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
@@ -194,14 +188,14 @@ fn apply_one(
                     vec![],
                 ))
             };
-            let Some(Object::Pod(mut pod)) = current(objects, key)? else {
+            let Some(Object::Pod(mut pod)) = stored::<Object>(objects, key)? else {
                 return reject(format!("{key} no longer exists"));
             };
             if pod.spec.node_name.is_some() || pod.metadata.resource_version > *snapshot_revision {
                 return reject(format!("{key} changed after the scheduling snapshot"));
             }
             let node_key = ObjectKey::new(edge_api::Kind::Node, "", node);
-            match current(objects, &node_key)? {
+            match stored::<Object>(objects, &node_key)? {
                 Some(n) if n.meta().resource_version <= *snapshot_revision => {}
                 Some(_) => {
                     return reject(format!(
@@ -279,11 +273,17 @@ fn event_of(event_type: EventType, object: Object) -> WatchEvent {
 /// The resourceVersion of the object stored at `key`, if any, decoded without the rest of the
 /// object: a Put needs no more, and decoding the whole stored copy was a tenth of its apply.
 fn stored_revision(objects: &Table<'_>, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
+    let head = stored::<StoredHead>(objects, key)?;
+    Ok(head.map(|h| h.0.metadata.resource_version))
+}
+
+/// What is stored at `key`, decoded as `T`: the whole object, or only part of it.
+fn stored<T: serde::de::DeserializeOwned>(
+    objects: &Table<'_>,
+    key: &ObjectKey,
+) -> Result<Option<T>, StoreError> {
     match objects.get(key.storage_key().as_str())? {
-        Some(v) => {
-            let head: StoredHead = edge_api::codec::decode("stored object", v.value())?;
-            Ok(Some(head.0.metadata.resource_version))
-        }
+        Some(v) => Ok(Some(edge_api::codec::decode("stored object", v.value())?)),
         None => Ok(None),
     }
 }
