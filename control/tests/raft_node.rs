@@ -165,7 +165,7 @@ fn stored_rv(r: CommandResult) -> u64 {
 }
 
 fn read(node: &RaftNode, name: &str) -> Option<Object> {
-    store::read_snapshot(&node.store.database())
+    store::read_snapshot(&node.store.state())
         .unwrap()
         .get(&namespace(name).key())
         .unwrap()
@@ -192,7 +192,7 @@ async fn single_node_survives_restart_without_reinitializing() {
     let obj = read(&m.node, "alpha").expect("alpha stored");
     assert_eq!(obj.meta().resource_version, rv);
     assert_eq!(
-        store::read_snapshot(&m.node.store.database())
+        store::read_snapshot(&m.node.store.state())
             .unwrap()
             .revision,
         rv
@@ -407,7 +407,7 @@ async fn new_member_catches_up_from_a_snapshot_over_quic() {
     )
     .await;
     assert_eq!(
-        store::read_snapshot(&m2.node.store.database())
+        store::read_snapshot(&m2.node.store.state())
             .unwrap()
             .revision,
         revision

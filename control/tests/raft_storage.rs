@@ -432,7 +432,7 @@ async fn an_unmarked_store_in_the_current_format_opens_and_keeps_its_objects() {
     );
     for _ in 0..2 {
         let store = open(dir.path());
-        let snapshot = edge_control::store::read_snapshot(&store.database()).unwrap();
+        let snapshot = edge_control::store::read_snapshot(&store.state()).unwrap();
         assert_eq!(snapshot.get(&object.key()).unwrap(), Some(object.clone()));
     }
 }

@@ -142,7 +142,7 @@ impl ControlPlane {
 
     /// This server's applied state, without a read barrier: possibly behind the leader.
     fn local_view(&self) -> Result<Snapshot, ApiError> {
-        crate::store::read_snapshot(&self.raft.store.database()).map_err(internal)
+        crate::store::read_snapshot(&self.raft.store.state()).map_err(internal)
     }
 
     /// This server's applied state if it holds every write acknowledged before this call: this

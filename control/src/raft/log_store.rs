@@ -6,6 +6,7 @@ use super::storage::{
 };
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use super::wal::{MemLog, Wal};
+use crate::store::Staged;
 use edge_api::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader};
@@ -18,8 +19,8 @@ use std::sync::Arc;
 /// openraft's log store: entries, vote, committed and purge point, all in the write-ahead log.
 #[derive(Clone)]
 pub struct RedbLogStore {
-    /// The state machine's file: made durable before the log is purged (see `purge`).
-    pub(super) db: Arc<Database>,
+    /// The state machine: made durable before the log is purged (see `purge`).
+    pub(super) state: Staged,
     pub(super) wal: Wal,
     /// See `RedbStore::raft_handles`.
     pub(super) _lease: Arc<()>,
@@ -105,8 +106,8 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
     /// Applies are not fsynced (they are redone from the log after a crash), so before entries
     /// leave the log the state machine is made durable: nothing it has not persisted may go.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        blocking(move || durable_write(&db)?.commit().map_err(Failure::from))
+        let state = self.state.clone();
+        blocking(move || Ok(state.flush(true)?))
             .await
             .map_err(sto(ErrorSubject::Logs, ErrorVerb::Delete))?;
         self.wal

@@ -363,7 +363,7 @@ pub(super) async fn fetch_blob(
         Err(e) => return Err(ProposeError::Refused(e.to_string())),
     }
     // Uploaded before blobs left the log: still in the state machine.
-    if let Ok(Some(b)) = crate::store::read_blob(&node.store.database(), digest) {
+    if let Ok(Some(b)) = crate::store::read_blob(&node.store.state(), digest) {
         return Ok(Some(b));
     }
     let peers = node.peers();

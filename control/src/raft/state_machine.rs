@@ -9,7 +9,7 @@ use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::wal::Wal;
-use crate::store::{self, CommandResult, WatchHub};
+use crate::store::{self, CommandResult, Staged, WatchHub};
 use edge_api::codec;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
@@ -19,20 +19,27 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often an apply is made durable although it need not be: redb reclaims pages freed by
+/// How often applied changes are written from memory to redb (`store::Staged`): more often
+/// costs a redb commit each time, less often holds more in memory and makes a restart apply
+/// more of the log again.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Applied bytes held in memory that bring the next flush forward (uploaded components).
+const FLUSH_BYTES: usize = 4 << 20;
+/// How often a flush is made durable although it need not be: redb reclaims pages freed by
 /// non-durable commits only at a durable one, so without this the file would keep growing.
 const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// openraft's state machine: the `sm.*` tables, applied state, and the current snapshot.
 #[derive(Clone)]
 pub struct RedbStateMachine {
-    pub(super) db: Arc<Database>,
+    /// The `sm.*` tables and `raft.meta`'s applied state, with the applies not yet in redb.
+    pub(super) state: Staged,
     /// Entries are reported written to raft before they are durable here (`Wal::append`);
     /// they are applied only once they are.
     pub(super) log: Wal,
     pub(super) hub: Arc<WatchHub>,
-    /// When an apply last made the state machine durable.
-    pub(super) synced: Arc<Mutex<Instant>>,
+    /// When applies were last flushed to redb, and made durable there.
+    pub(super) flushed: Arc<Mutex<Flushed>>,
     /// See `RedbStore::raft_handles`.
     pub(super) _lease: Arc<()>,
 }
@@ -53,16 +60,14 @@ struct SnapshotTable {
 
 impl RedbStateMachine {
     fn applied(&self) -> Result<(Option<LogId>, StoredMembership), Failure> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(RAFT_META)?;
-        Ok((
-            get_meta(&meta, LAST_APPLIED)?,
-            get_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
-        ))
+        let view = self.state.view(&[RAFT_META])?;
+        let applied: Option<Option<LogId>> = staged_meta(&view, LAST_APPLIED)?;
+        let membership: Option<StoredMembership> = staged_meta(&view, LAST_MEMBERSHIP)?;
+        Ok((applied.flatten(), membership.unwrap_or_default()))
     }
 
     fn current_snapshot(&self) -> Result<Option<Snapshot>, Failure> {
-        let txn = self.db.begin_read()?;
+        let txn = self.state.database().begin_read()?;
         let meta = txn.open_table(RAFT_META)?;
         let Some(snap_meta) = get_meta::<SnapshotMeta, _>(&meta, SNAPSHOT_META)? else {
             return Ok(None);
@@ -79,8 +84,11 @@ impl RedbStateMachine {
     }
 
     /// Copies the state machine as of one read transaction (redb's MVCC gives a consistent
-    /// view while applies continue) and records it as the current snapshot.
-    fn build(db: &Database) -> Result<Snapshot, Failure> {
+    /// view while applies continue) and records it as the current snapshot. Applies held in
+    /// memory are flushed first; those after are left for the next snapshot.
+    fn build(state: &Staged) -> Result<Snapshot, Failure> {
+        state.flush(false)?;
+        let db = state.database();
         let txn = db.begin_read()?;
         let meta = txn.open_table(RAFT_META)?;
         let last_applied: Option<LogId> = get_meta(&meta, LAST_APPLIED)?;
@@ -180,26 +188,59 @@ impl RedbStateMachine {
     }
 }
 
-/// Applies a batch in one transaction together with its bookkeeping; returns the results in
-/// entry order and the watch events to publish once committed.
+/// A `raft.meta` value as applied so far (in memory or in redb).
+fn staged_meta<T: serde::de::DeserializeOwned>(
+    view: &store::View,
+    key: &'static str,
+) -> Result<Option<T>, Failure> {
+    let decoded = view.read(RAFT_META, key, |v| v.map(|bytes| codec::decode(key, bytes)))?;
+    Ok(decoded.transpose()?)
+}
+
+/// When applies were last flushed to redb, and last made durable there.
+pub(super) struct Flushed {
+    flushed: Instant,
+    synced: Instant,
+}
+
+impl Flushed {
+    pub(super) fn new(now: Instant) -> Flushed {
+        Flushed {
+            flushed: now,
+            synced: now,
+        }
+    }
+
+    /// Whether applies are to be flushed now, with `held` bytes of them in memory, and if so
+    /// whether durably; notes the flush as done.
+    fn due(&mut self, now: Instant, held: usize) -> Option<bool> {
+        let durable = now.duration_since(self.synced) >= SM_SYNC_EVERY;
+        if !durable && now.duration_since(self.flushed) < FLUSH_EVERY && held < FLUSH_BYTES {
+            return None;
+        }
+        self.flushed = now;
+        if durable {
+            self.synced = now;
+        }
+        Some(durable)
+    }
+}
+
+/// Applies a batch as one stage of changes together with its bookkeeping; returns the results
+/// in entry order and the watch events to publish.
 ///
-/// Not fsynced on its own: the entries are durable in the log already, and applying them is
-/// deterministic. A crash loses at most applies that were not yet followed by a durable commit
-/// (one a second, `SM_SYNC_EVERY`, and every snapshot and purge; redb commits are ordered);
-/// the state machine and its `last_applied` then go back together and raft applies those
-/// entries again from the log. The log is never purged before the state machine is durable
-/// (`RedbLogStore::purge`), so they are still there.
+/// Held in memory until the next flush, and not fsynced at every flush: the entries are
+/// durable in the log already, and applying them is deterministic. A crash loses at most
+/// applies that were not yet followed by a durable flush (one a second, `SM_SYNC_EVERY`, and
+/// every snapshot and purge; redb commits are ordered); the state machine and its
+/// `last_applied` then go back together and raft applies those entries again from the log.
+/// The log is never purged before the state machine is durable (`RedbLogStore::purge`), so
+/// they are still there.
 fn apply_batch(
-    db: &Database,
+    state: &Staged,
     entries: Vec<Entry>,
-    durable: bool,
 ) -> Result<(Vec<CommandResult>, Vec<edge_api::wire::WatchEvent>), Failure> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(if durable {
-        redb::Durability::Immediate
-    } else {
-        redb::Durability::None
-    });
+    let mut stage = state.stage(&[store::OBJECTS, store::META, store::BLOBS])?;
     let mut membership: Option<StoredMembership> = None;
     let mut last_applied = None;
     let mut results = Vec::with_capacity(entries.len());
@@ -209,7 +250,7 @@ fn apply_batch(
         match entry.payload {
             EntryPayload::Blank => results.push(CommandResult::Nothing),
             EntryPayload::Normal(cmd) => {
-                let (result, evs) = store::apply(&txn, &cmd)?;
+                let (result, evs) = store::apply(&mut stage, &cmd)?;
                 results.push(result);
                 events.extend(evs);
             }
@@ -219,23 +260,28 @@ fn apply_batch(
             }
         }
     }
-    {
-        let mut meta = txn.open_table(RAFT_META)?;
-        if last_applied.is_some() {
-            put_meta(&mut meta, LAST_APPLIED, &last_applied)?;
-        }
-        if let Some(m) = &membership {
-            put_meta(&mut meta, LAST_MEMBERSHIP, m)?;
-        }
+    if last_applied.is_some() {
+        stage.insert(
+            RAFT_META,
+            LAST_APPLIED,
+            codec::encode(LAST_APPLIED, &last_applied)?,
+        );
     }
-    txn.commit()?;
+    if let Some(m) = &membership {
+        stage.insert(
+            RAFT_META,
+            LAST_MEMBERSHIP,
+            codec::encode(LAST_MEMBERSHIP, m)?,
+        );
+    }
+    state.commit(stage);
     Ok((results, events))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for RedbStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let db = self.db.clone();
-        let snapshot = blocking(move || RedbStateMachine::build(&db))
+        let state = self.state.clone();
+        let snapshot = blocking(move || RedbStateMachine::build(&state))
             .await
             .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
         tracing::debug!(snapshot = %snapshot.meta.snapshot_id, "built a snapshot");
@@ -263,24 +309,20 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
                 .await
                 .map_err(|e| sto(ErrorSubject::Logs, ErrorVerb::Write)(Failure::Log(e)))?;
         }
-        let durable = {
-            let mut last_sync = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last_sync.elapsed() >= SM_SYNC_EVERY;
-            if due {
-                *last_sync = Instant::now();
-            }
-            due
-        };
-        // A durable commit waits for the disk, so it runs off the async threads; the others
-        // are a short stretch of CPU work, cheaper here than the two thread hand-offs.
-        let applied = if durable {
-            let db = self.db.clone();
-            blocking(move || apply_batch(&db, entries, true)).await
-        } else {
-            apply_batch(&self.db, entries, false)
-        };
-        let (results, events) =
-            applied.map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        let (results, events) = apply_batch(&self.state, entries)
+            .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        let due = self
+            .flushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(Instant::now(), self.state.held_bytes());
+        if let Some(durable) = due {
+            // A flush writes pages (and may wait for the disk): off the async threads.
+            let state = self.state.clone();
+            blocking(move || Ok(state.flush(durable)?))
+                .await
+                .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        }
         // Watchers only ever see committed changes.
         self.hub.publish(events);
         Ok(results)
@@ -299,15 +341,16 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let db = self.db.clone();
+        let state = self.state.clone();
         let owned_meta = meta.clone();
         let data = snapshot.into_inner();
-        let revision = blocking(move || RedbStateMachine::install(&db, owned_meta, data))
-            .await
-            .map_err(sto(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-            ))?;
+        let revision =
+            blocking(move || state.replace(|db| RedbStateMachine::install(db, owned_meta, data)))
+                .await
+                .map_err(sto(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                ))?;
         // The whole state was replaced: history no longer describes it, watchers must relist.
         self.hub.reset(revision);
         tracing::info!(snapshot = %meta.snapshot_id, index = ?meta.last_log_id.map(|l| l.index), "installed a snapshot from the leader");

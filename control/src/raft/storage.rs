@@ -5,10 +5,11 @@
 //! Everything read back from disk is untrusted: a malformed record becomes a `StorageError`
 //! (which stops the raft node) and never a panic.
 
+use super::state_machine::Flushed;
 pub use super::state_machine::RedbStateMachine;
 use super::types::{NodeId, StorageError};
 use super::wal::{Wal, WalError};
-use crate::store::{self, WatchHub};
+use crate::store::{self, Staged, WatchHub};
 use edge_api::codec::{self, CodecError};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
@@ -131,11 +132,11 @@ pub(super) fn put_meta<T: Serialize>(
 /// applies. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    state: Staged,
     hub: Arc<WatchHub>,
     wal: Wal,
-    /// When the state machine was last made durable; see `state_machine::apply_batch`.
-    sm_synced: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// When applies were last flushed; see `state_machine::apply_batch`.
+    sm_flushed: Arc<std::sync::Mutex<Flushed>>,
 }
 
 /// The redb page cache of the control-plane store.
@@ -167,9 +168,11 @@ impl RedbStore {
         super::log_store::import_old_log(&db, &wal_dir).map_err(prepare_err)?;
         Ok(RedbStore {
             wal: Wal::open(&wal_dir)?,
-            db: Arc::new(db),
+            state: Staged::new(Arc::new(db)),
             hub: WatchHub::new(revision),
-            sm_synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            sm_flushed: Arc::new(std::sync::Mutex::new(Flushed::new(
+                std::time::Instant::now(),
+            ))),
         })
     }
 
@@ -184,8 +187,14 @@ impl RedbStore {
         &self.wal
     }
 
+    /// The redb file itself, without the applies held in memory (`state`).
     pub fn database(&self) -> Arc<Database> {
-        self.db.clone()
+        self.state.database().clone()
+    }
+
+    /// The state machine as applied so far, for reads.
+    pub fn state(&self) -> Staged {
+        self.state.clone()
     }
 
     pub fn watch_hub(&self) -> Arc<WatchHub> {
@@ -207,15 +216,15 @@ impl RedbStore {
     pub(crate) fn raft_handles(&self, lease: &Arc<()>) -> (RedbLogStore, RedbStateMachine) {
         (
             RedbLogStore {
-                db: self.db.clone(),
+                state: self.state.clone(),
                 wal: self.wal.clone(),
                 _lease: lease.clone(),
             },
             RedbStateMachine {
-                db: self.db.clone(),
+                state: self.state.clone(),
                 log: self.wal.clone(),
                 hub: self.hub.clone(),
-                synced: self.sm_synced.clone(),
+                flushed: self.sm_flushed.clone(),
                 _lease: lease.clone(),
             },
         )

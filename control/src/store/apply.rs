@@ -4,10 +4,10 @@
 //! only checks preconditions (compare-and-swap on resourceVersion) and writes, so replaying
 //! the log on any server yields the same tables.
 
+use super::staged::Stage;
 use super::{decode_u64, StoreError, BLOBS, META, OBJECTS, REVISION_KEY};
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::wire::{ApiError, ErrorCode, EventType, WatchEvent};
-use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -93,41 +93,33 @@ impl Revisions {
 /// Applies the command of one raft entry. Each object it writes gets the next store revision
 /// as its resourceVersion. Returns the result for the proposer and the events for watchers.
 pub fn apply(
-    txn: &WriteTransaction,
+    stage: &mut Stage,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
-    // Opened once per entry, not per command of a batch: opening and closing a redb table
-    // was a tenth of the apply's time.
-    let mut objects = txn.open_table(OBJECTS)?;
-    let mut meta = txn.open_table(META)?;
-    let before = super::revision(&meta)?;
+    let before = stage.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))?;
     let mut revs = Revisions {
         before,
         last: before,
     };
     let (result, events) = match command {
-        Command::Batch(commands) => apply_batch(txn, &mut objects, &mut meta, &mut revs, commands)?,
-        one => apply_one(txn, &mut objects, &mut meta, &mut revs, one)?,
+        Command::Batch(commands) => apply_batch(stage, &mut revs, commands)?,
+        one => apply_one(stage, &mut revs, one)?,
     };
     if revs.last != before {
-        meta.insert(REVISION_KEY, revs.last.to_be_bytes().as_slice())?;
+        stage.insert(META, REVISION_KEY, revs.last.to_be_bytes().to_vec());
     }
     Ok((result, events))
 }
 
-type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-
 fn apply_one(
-    txn: &WriteTransaction,
-    objects: &mut Table<'_>,
-    meta: &mut Table<'_>,
+    stage: &mut Stage,
     revs: &mut Revisions,
     command: &Command,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
-    let write = |objects: &mut redb::Table<&str, &[u8]>, mut obj: Object, revision: u64| {
+    let write = |stage: &mut Stage, mut obj: Object, revision: u64| {
         obj.meta_mut().resource_version = revision;
         let bytes = edge_api::codec::encode("object", &obj)?;
-        objects.insert(obj.key().storage_key().as_str(), bytes.as_slice())?;
+        stage.insert(OBJECTS, &obj.key().storage_key(), bytes);
         Ok::<_, StoreError>(obj)
     };
     match command {
@@ -136,7 +128,7 @@ fn apply_one(
             precondition,
         } => {
             let key = object.key();
-            let existing = stored_revision(objects, &key)?;
+            let existing = stored_revision(stage, &key)?;
             if let Some(reject) = check(&key, existing, precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
             }
@@ -144,8 +136,7 @@ fn apply_one(
             // stale) view can never land in a namespace deleted meanwhile.
             if existing.is_none() && key.kind.namespaced() {
                 let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-                if let Err(reject) =
-                    namespace_admits(&key, stored::<Object>(objects, &ns)?.as_ref())
+                if let Err(reject) = namespace_admits(&key, stored::<Object>(stage, &ns)?.as_ref())
                 {
                     return Ok((CommandResult::Rejected(reject), vec![]));
                 }
@@ -155,14 +146,14 @@ fn apply_one(
             } else {
                 EventType::Added
             };
-            let obj = write(objects, object.clone(), revs.next())?;
+            let obj = write(stage, object.clone(), revs.next())?;
             Ok((
                 CommandResult::Stored(obj.clone()),
                 vec![event_of(event, obj)],
             ))
         }
         Command::Delete { key, precondition } => {
-            let existing = stored::<Object>(objects, key)?;
+            let existing = stored::<Object>(stage, key)?;
             let revision = existing.as_ref().map(|o| o.meta().resource_version);
             if let Some(reject) = check(key, revision, precondition) {
                 return Ok((CommandResult::Rejected(reject), vec![]));
@@ -170,7 +161,7 @@ fn apply_one(
             let Some(mut obj) = existing else {
                 return Ok((CommandResult::Rejected(ApiError::not_found(key)), vec![]));
             };
-            objects.remove(key.storage_key().as_str())?;
+            stage.remove(OBJECTS, &key.storage_key());
             obj.meta_mut().resource_version = revs.next();
             Ok((
                 CommandResult::Deleted(obj.clone()),
@@ -188,14 +179,14 @@ fn apply_one(
                     vec![],
                 ))
             };
-            let Some(Object::Pod(mut pod)) = stored::<Object>(objects, key)? else {
+            let Some(Object::Pod(mut pod)) = stored::<Object>(stage, key)? else {
                 return reject(format!("{key} no longer exists"));
             };
             if pod.spec.node_name.is_some() || pod.metadata.resource_version > *snapshot_revision {
                 return reject(format!("{key} changed after the scheduling snapshot"));
             }
             let node_key = ObjectKey::new(edge_api::Kind::Node, "", node);
-            match stored::<Object>(objects, &node_key)? {
+            match stored::<Object>(stage, &node_key)? {
                 Some(n) if n.meta().resource_version <= *snapshot_revision => {}
                 Some(_) => {
                     return reject(format!(
@@ -204,10 +195,7 @@ fn apply_one(
                 }
                 None => return reject(format!("node {node:?} no longer exists")),
             }
-            let last_bind = meta
-                .get(bind_key(node).as_str())?
-                .map(|v| decode_u64(v.value()))
-                .unwrap_or(0);
+            let last_bind = stage.read(META, &bind_key(node), |v| v.map_or(0, decode_u64))?;
             // A bind earlier in the same batch was seen by this one's decision.
             if last_bind > *snapshot_revision && !revs.made_by_this_entry(last_bind) {
                 return reject(format!(
@@ -215,18 +203,17 @@ fn apply_one(
                 ));
             }
             pod.spec.node_name = Some(node.clone());
-            let obj = write(objects, Object::Pod(pod), revs.next())?;
+            let obj = write(stage, Object::Pod(pod), revs.next())?;
             let revision = obj.meta().resource_version;
-            meta.insert(bind_key(node).as_str(), revision.to_be_bytes().as_slice())?;
+            stage.insert(META, &bind_key(node), revision.to_be_bytes().to_vec());
             Ok((
                 CommandResult::Stored(obj.clone()),
                 vec![event_of(EventType::Modified, obj)],
             ))
         }
         Command::PutBlob { digest, data } => {
-            let mut blobs = txn.open_table(BLOBS)?;
-            if blobs.get(digest.as_str())?.is_none() {
-                blobs.insert(digest.as_str(), data.as_slice())?;
+            if !stage.read(BLOBS, digest, |v| v.is_some())? {
+                stage.insert(BLOBS, digest, data.clone());
             }
             Ok((CommandResult::BlobStored, vec![]))
         }
@@ -235,9 +222,7 @@ fn apply_one(
 }
 
 fn apply_batch(
-    txn: &WriteTransaction,
-    objects: &mut Table<'_>,
-    meta: &mut Table<'_>,
+    stage: &mut Stage,
     revs: &mut Revisions,
     commands: &[Command],
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
@@ -248,7 +233,7 @@ fn apply_batch(
             results.push(nested_batch());
             continue;
         }
-        let (result, evs) = apply_one(txn, objects, meta, revs, command)?;
+        let (result, evs) = apply_one(stage, revs, command)?;
         results.push(result);
         events.extend(evs);
     }
@@ -272,20 +257,20 @@ fn event_of(event_type: EventType, object: Object) -> WatchEvent {
 
 /// The resourceVersion of the object stored at `key`, if any, decoded without the rest of the
 /// object: a Put needs no more, and decoding the whole stored copy was a tenth of its apply.
-fn stored_revision(objects: &Table<'_>, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
-    let head = stored::<StoredHead>(objects, key)?;
+fn stored_revision(stage: &Stage, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
+    let head = stored::<StoredHead>(stage, key)?;
     Ok(head.map(|h| h.0.metadata.resource_version))
 }
 
 /// What is stored at `key`, decoded as `T`: the whole object, or only part of it.
 fn stored<T: serde::de::DeserializeOwned>(
-    objects: &Table<'_>,
+    stage: &Stage,
     key: &ObjectKey,
 ) -> Result<Option<T>, StoreError> {
-    match objects.get(key.storage_key().as_str())? {
-        Some(v) => Ok(Some(edge_api::codec::decode("stored object", v.value())?)),
-        None => Ok(None),
-    }
+    let decoded = stage.read(OBJECTS, &key.storage_key(), |v| {
+        v.map(|bytes| edge_api::codec::decode("stored object", bytes))
+    })?;
+    Ok(decoded.transpose()?)
 }
 
 /// A stored object (`{Kind: body}`) read for its metadata's resourceVersion only; everything
@@ -366,12 +351,12 @@ pub fn namespace_admits(key: &ObjectKey, namespace: Option<&Object>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{read_blob, read_snapshot};
+    use crate::store::{read_blob, read_snapshot, Staged};
     use edge_api::object::Kind;
 
     /// A fresh store file holding the `default` namespace (written directly, so revisions
     /// start at 0); the TempDir is returned so it outlives the database.
-    fn db() -> (tempfile::TempDir, redb::Database) {
+    fn db() -> (tempfile::TempDir, Staged) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("sm.redb")).unwrap();
         let txn = db.begin_write().unwrap();
@@ -385,14 +370,14 @@ mod tests {
             txn.open_table(META).unwrap();
         }
         txn.commit().unwrap();
-        (dir, db)
+        (dir, Staged::new(std::sync::Arc::new(db)))
     }
 
-    /// Applies one command as one raft entry, in its own committed transaction.
-    fn run(db: &redb::Database, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
-        let txn = db.begin_write().unwrap();
-        let out = apply(&txn, &cmd).unwrap();
-        txn.commit().unwrap();
+    /// Applies one command as one raft entry, in its own stage (left in memory, unflushed).
+    fn run(state: &Staged, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
+        let mut stage = state.stage(&[OBJECTS, META, BLOBS]).unwrap();
+        let out = apply(&mut stage, &cmd).unwrap();
+        state.commit(stage);
         out
     }
 
@@ -431,7 +416,7 @@ mod tests {
         }
     }
 
-    fn get(db: &redb::Database, obj: &Object) -> Option<Object> {
+    fn get(db: &Staged, obj: &Object) -> Option<Object> {
         read_snapshot(db).unwrap().get(&obj.key()).unwrap()
     }
 
@@ -492,17 +477,18 @@ mod tests {
             CommandResult::Stored(o) => o,
             other => panic!("{other:?}"),
         };
-        let txn = db.begin_write().unwrap();
-        {
-            let objects = txn.open_table(OBJECTS).unwrap();
+        for flushed in [false, true] {
+            if flushed {
+                db.flush(false).unwrap();
+            }
+            let stage = db.stage(&[OBJECTS]).unwrap();
             for key in [stored.key(), namespace("a", "1").key()] {
-                let whole = objects.get(key.storage_key().as_str()).unwrap().unwrap();
-                let whole: Object = edge_api::codec::decode("o", whole.value()).unwrap();
-                let head = stored_revision(&objects, &key).unwrap();
+                let whole: Object = super::stored(&stage, &key).unwrap().unwrap();
+                let head = stored_revision(&stage, &key).unwrap();
                 assert_eq!(head, Some(whole.meta().resource_version));
             }
             let missing = ObjectKey::new(Kind::ConfigMap, "a", "none");
-            assert_eq!(stored_revision(&objects, &missing).unwrap(), None);
+            assert_eq!(stored_revision(&stage, &missing).unwrap(), None);
         }
     }
 

@@ -5,9 +5,11 @@
 //! with `sm.`, so snapshots can copy the state machine without knowing its tables.
 
 mod apply;
+mod staged;
 mod watch;
 
 pub use apply::{apply, namespace_admits, Command, CommandResult, Precondition};
+pub use staged::{Def, Stage, Staged, View};
 pub use watch::{WatchHub, WatchSubscription};
 
 use edge_api::object::{Kind, Object, ObjectKey};
@@ -44,32 +46,6 @@ storage_err!(
     redb::CommitError
 );
 
-/// Read access to the state machine through any redb table handle (read or write transaction).
-pub struct Reader<T>(pub T);
-
-impl<T: ReadableTable<&'static str, &'static [u8]>> Reader<T> {
-    pub fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        match self.0.get(key.storage_key().as_str())? {
-            Some(v) => Ok(Some(edge_api::codec::decode("stored object", v.value())?)),
-            None => Ok(None),
-        }
-    }
-
-    /// All objects of `kind`, in one namespace or all, in key order.
-    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError> {
-        let prefix = ObjectKey::storage_prefix(kind, namespace);
-        let mut out = Vec::new();
-        for item in self.0.range(prefix.as_str()..)? {
-            let (k, v) = item?;
-            if !k.value().starts_with(&prefix) {
-                break;
-            }
-            out.push(edge_api::codec::decode("stored object", v.value())?);
-        }
-        Ok(out)
-    }
-}
-
 /// The revision of the last write to objects: it counts every change ever made to an object.
 pub fn revision<T: ReadableTable<&'static str, &'static [u8]>>(
     meta: &T,
@@ -88,53 +64,40 @@ fn decode_u64(b: &[u8]) -> u64 {
 }
 
 /// A consistent view of objects for decisions (scheduler, controllers) and API reads.
-pub fn read_snapshot(db: &redb::Database) -> Result<Snapshot, StoreError> {
-    let txn = db.begin_read()?;
-    let meta = match txn.open_table(META) {
-        Ok(t) => Some(t),
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let revision = match &meta {
-        Some(m) => revision(m)?,
-        None => 0,
-    };
-    let objects = match txn.open_table(OBJECTS) {
-        Ok(t) => Some(Reader(t)),
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Snapshot { revision, objects })
+pub fn read_snapshot(state: &Staged) -> Result<Snapshot, StoreError> {
+    let view = state.view(&[OBJECTS, META])?;
+    let revision = view.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))?;
+    Ok(Snapshot { revision, view })
 }
 
 pub struct Snapshot {
     pub revision: u64,
-    objects: Option<Reader<redb::ReadOnlyTable<&'static str, &'static [u8]>>>,
+    view: View,
 }
 
 impl Snapshot {
     pub fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        match &self.objects {
-            Some(r) => r.get(key),
-            None => Ok(None),
-        }
+        let decoded = self.view.read(OBJECTS, &key.storage_key(), |v| {
+            v.map(|bytes| edge_api::codec::decode("stored object", bytes))
+        })?;
+        Ok(decoded.transpose()?)
     }
 
+    /// All objects of `kind`, in one namespace or all, in key order.
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError> {
-        match &self.objects {
-            Some(r) => r.list(kind, namespace),
-            None => Ok(Vec::new()),
-        }
+        let prefix = ObjectKey::storage_prefix(kind, namespace);
+        let mut out = Vec::new();
+        self.view.scan_prefix(OBJECTS, &prefix, |_, bytes| {
+            out.push(edge_api::codec::decode("stored object", bytes)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
 /// Reads a blob by digest.
-pub fn read_blob(db: &redb::Database, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(BLOBS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(table.get(digest)?.map(|v| v.value().to_vec()))
+pub fn read_blob(state: &Staged, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    state
+        .view(&[BLOBS])?
+        .read(BLOBS, digest, |v| v.map(<[u8]>::to_vec))
 }
