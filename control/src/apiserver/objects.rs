@@ -416,7 +416,10 @@ fn require_namespace(snap: &Snapshot, key: &ObjectKey) -> Result<(), ApiError> {
         return Ok(());
     }
     let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-    crate::store::namespace_admits(key, snap.get(&ns).map_err(internal)?.as_ref())
+    let head = snap
+        .get_as::<crate::store::ObjectHead>(&ns)
+        .map_err(internal)?;
+    crate::store::namespace_admits(key, head)
 }
 
 pub fn parse_selector(s: Option<&str>) -> Result<Selector, ApiError> {

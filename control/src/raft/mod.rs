@@ -180,7 +180,7 @@ impl RaftNode {
         let blobs = BlobStore::open(&db_path.with_file_name("blobs"))?;
         let config = Arc::new(config(tuning)?);
         let lease = Arc::new(());
-        let (log_store, state_machine) = store.raft_handles(&lease);
+        let (log_store, state_machine) = store.raft_handles(&lease, Some(node_id));
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
             .map_err(|source| RaftStartError::Raft { node_id, source })?;

@@ -40,6 +40,8 @@ pub struct RedbStateMachine {
     pub(super) hub: Arc<WatchHub>,
     /// When applies were last flushed to redb, and made durable there.
     pub(super) flushed: Arc<Mutex<Flushed>>,
+    /// This server's id, if known: results are built only for entries proposed here.
+    pub(super) node_id: Option<u64>,
     /// See `RedbStore::raft_handles`.
     pub(super) _lease: Arc<()>,
 }
@@ -239,6 +241,7 @@ impl Flushed {
 fn apply_batch(
     state: &Staged,
     entries: Vec<Entry>,
+    node_id: Option<u64>,
 ) -> Result<(Vec<CommandResult>, Vec<edge_api::wire::WatchEvent>), Failure> {
     let mut stage = state.stage(&[store::OBJECTS, store::META, store::BLOBS])?;
     let mut membership: Option<StoredMembership> = None;
@@ -250,7 +253,12 @@ fn apply_batch(
         match entry.payload {
             EntryPayload::Blank => results.push(CommandResult::Nothing),
             EntryPayload::Normal(cmd) => {
-                let (result, evs) = store::apply(&mut stage, &cmd)?;
+                // A proposer waits only on the server it proposed on (its leader id's node).
+                let answer = match node_id {
+                    Some(me) if entry.log_id.leader_id.node_id != me => store::Answer::Unwanted,
+                    _ => store::Answer::Wanted,
+                };
+                let (result, evs) = store::apply(&mut stage, &cmd, answer)?;
                 results.push(result);
                 events.extend(evs);
             }
@@ -309,7 +317,7 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
                 .await
                 .map_err(|e| sto(ErrorSubject::Logs, ErrorVerb::Write)(Failure::Log(e)))?;
         }
-        let (results, events) = apply_batch(&self.state, entries)
+        let (results, events) = apply_batch(&self.state, entries, self.node_id)
             .map_err(sto(ErrorSubject::StateMachine, ErrorVerb::Write))?;
         let due = self
             .flushed

@@ -203,17 +203,23 @@ impl RedbStore {
 
     /// A log store handle for openraft.
     pub fn log_store(&self) -> RedbLogStore {
-        self.raft_handles(&Arc::new(())).0
+        self.raft_handles(&Arc::new(()), None).0
     }
 
     /// A state machine handle for openraft.
     pub fn state_machine(&self) -> RedbStateMachine {
-        self.raft_handles(&Arc::new(())).1
+        self.raft_handles(&Arc::new(()), None).1
     }
 
     /// Both handles, each (and every clone openraft makes of them, e.g. per replication task)
     /// holding `lease`: once its count is back to one, openraft has let go of the file.
-    pub(crate) fn raft_handles(&self, lease: &Arc<()>) -> (RedbLogStore, RedbStateMachine) {
+    /// `node_id` is this server's, when known: then applies build results only for the entries
+    /// it proposed (`store::Answer`).
+    pub(crate) fn raft_handles(
+        &self,
+        lease: &Arc<()>,
+        node_id: Option<u64>,
+    ) -> (RedbLogStore, RedbStateMachine) {
         (
             RedbLogStore {
                 state: self.state.clone(),
@@ -225,6 +231,7 @@ impl RedbStore {
                 log: self.wal.clone(),
                 hub: self.hub.clone(),
                 flushed: self.sm_flushed.clone(),
+                node_id,
                 _lease: lease.clone(),
             },
         )

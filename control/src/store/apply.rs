@@ -66,6 +66,26 @@ pub enum CommandResult {
     Nothing,
 }
 
+/// Whether anyone waits here for an entry's result: its proposer, if the entry was proposed on
+/// this server. Every server applies every entry, but only the proposer's answers go anywhere,
+/// and building a stored object's copy for nobody was a tenth of a follower's apply.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Answer {
+    Wanted,
+    /// Stored and deleted objects are answered with `CommandResult::Nothing`; rejections are
+    /// still given (they cost nothing extra).
+    Unwanted,
+}
+
+impl Answer {
+    fn give(self, result: impl FnOnce() -> CommandResult) -> CommandResult {
+        match self {
+            Answer::Wanted => result(),
+            Answer::Unwanted => CommandResult::Nothing,
+        }
+    }
+}
+
 fn bind_key(node: &str) -> String {
     format!("last-bind/{node}")
 }
@@ -95,6 +115,7 @@ impl Revisions {
 pub fn apply(
     stage: &mut Stage,
     command: &Command,
+    answer: Answer,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let before = stage.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))?;
     let mut revs = Revisions {
@@ -102,8 +123,8 @@ pub fn apply(
         last: before,
     };
     let (result, events) = match command {
-        Command::Batch(commands) => apply_batch(stage, &mut revs, commands)?,
-        one => apply_one(stage, &mut revs, one)?,
+        Command::Batch(commands) => apply_batch(stage, &mut revs, commands, answer)?,
+        one => apply_one(stage, &mut revs, one, answer)?,
     };
     if revs.last != before {
         stage.insert(META, REVISION_KEY, revs.last.to_be_bytes().to_vec());
@@ -115,6 +136,7 @@ fn apply_one(
     stage: &mut Stage,
     revs: &mut Revisions,
     command: &Command,
+    answer: Answer,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let write = |stage: &mut Stage, mut obj: Object, revision: u64| {
         obj.meta_mut().resource_version = revision;
@@ -136,8 +158,7 @@ fn apply_one(
             // stale) view can never land in a namespace deleted meanwhile.
             if existing.is_none() && key.kind.namespaced() {
                 let ns = ObjectKey::new(Kind::Namespace, "", &key.namespace);
-                if let Err(reject) = namespace_admits(&key, stored::<Object>(stage, &ns)?.as_ref())
-                {
+                if let Err(reject) = namespace_admits(&key, stored::<ObjectHead>(stage, &ns)?) {
                     return Ok((CommandResult::Rejected(reject), vec![]));
                 }
             }
@@ -148,7 +169,7 @@ fn apply_one(
             };
             let obj = write(stage, object.clone(), revs.next())?;
             Ok((
-                CommandResult::Stored(obj.clone()),
+                answer.give(|| CommandResult::Stored(obj.clone())),
                 vec![event_of(event, obj)],
             ))
         }
@@ -164,7 +185,7 @@ fn apply_one(
             stage.remove(OBJECTS, &key.storage_key());
             obj.meta_mut().resource_version = revs.next();
             Ok((
-                CommandResult::Deleted(obj.clone()),
+                answer.give(|| CommandResult::Deleted(obj.clone())),
                 vec![event_of(EventType::Deleted, obj)],
             ))
         }
@@ -207,7 +228,7 @@ fn apply_one(
             let revision = obj.meta().resource_version;
             stage.insert(META, &bind_key(node), revision.to_be_bytes().to_vec());
             Ok((
-                CommandResult::Stored(obj.clone()),
+                answer.give(|| CommandResult::Stored(obj.clone())),
                 vec![event_of(EventType::Modified, obj)],
             ))
         }
@@ -225,6 +246,7 @@ fn apply_batch(
     stage: &mut Stage,
     revs: &mut Revisions,
     commands: &[Command],
+    answer: Answer,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
     let mut results = Vec::with_capacity(commands.len());
     let mut events = Vec::new();
@@ -233,7 +255,7 @@ fn apply_batch(
             results.push(nested_batch());
             continue;
         }
-        let (result, evs) = apply_one(stage, revs, command)?;
+        let (result, evs) = apply_one(stage, revs, command, answer)?;
         results.push(result);
         events.extend(evs);
     }
@@ -258,8 +280,8 @@ fn event_of(event_type: EventType, object: Object) -> WatchEvent {
 /// The resourceVersion of the object stored at `key`, if any, decoded without the rest of the
 /// object: a Put needs no more, and decoding the whole stored copy was a tenth of its apply.
 fn stored_revision(stage: &Stage, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
-    let head = stored::<StoredHead>(stage, key)?;
-    Ok(head.map(|h| h.0.metadata.resource_version))
+    let head = stored::<ObjectHead>(stage, key)?;
+    Ok(head.map(|h| h.resource_version))
 }
 
 /// What is stored at `key`, decoded as `T`: the whole object, or only part of it.
@@ -273,9 +295,13 @@ fn stored<T: serde::de::DeserializeOwned>(
     Ok(decoded.transpose()?)
 }
 
-/// A stored object (`{Kind: body}`) read for its metadata's resourceVersion only; everything
-/// else is skipped.
-struct StoredHead(Body);
+/// A stored object (`{Kind: body}`) read for the parts of its metadata writes check; the
+/// rest is skipped undecoded.
+pub struct ObjectHead {
+    pub resource_version: u64,
+    /// Deletion has begun (a namespace that admits nothing new).
+    pub terminating: bool,
+}
 
 #[derive(Deserialize)]
 struct Body {
@@ -287,24 +313,30 @@ struct Body {
 struct Head {
     #[serde(default)]
     resource_version: u64,
+    #[serde(default)]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
 }
 
-impl<'de> Deserialize<'de> for StoredHead {
+impl<'de> Deserialize<'de> for ObjectHead {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct OneEntry;
         impl<'de> serde::de::Visitor<'de> for OneEntry {
-            type Value = StoredHead;
+            type Value = ObjectHead;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a map of one kind to an object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<StoredHead, A::Error> {
+            ) -> Result<ObjectHead, A::Error> {
                 let Some(serde::de::IgnoredAny) = map.next_key()? else {
                     return Err(serde::de::Error::invalid_length(0, &self));
                 };
-                Ok(StoredHead(map.next_value()?))
+                let body: Body = map.next_value()?;
+                Ok(ObjectHead {
+                    resource_version: body.metadata.resource_version,
+                    terminating: body.metadata.deletion_timestamp.is_some(),
+                })
             }
         }
         deserializer.deserialize_map(OneEntry)
@@ -327,10 +359,10 @@ fn check(key: &ObjectKey, existing: Option<u64>, pre: &Precondition) -> Option<A
     }
 }
 
-/// Whether new content may be created for `key` in its namespace, given the namespace object.
-pub fn namespace_admits(key: &ObjectKey, namespace: Option<&Object>) -> Result<(), ApiError> {
+/// Whether new content may be created for `key` in its namespace, given the namespace's head.
+pub fn namespace_admits(key: &ObjectKey, namespace: Option<ObjectHead>) -> Result<(), ApiError> {
     match namespace {
-        Some(n) if n.meta().deletion_timestamp.is_some() => Err(ApiError::new(
+        Some(n) if n.terminating => Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
                 "unable to create new content in namespace {:?} because it is being terminated",
@@ -376,7 +408,7 @@ mod tests {
     /// Applies one command as one raft entry, in its own stage (left in memory, unflushed).
     fn run(state: &Staged, cmd: Command) -> (CommandResult, Vec<WatchEvent>) {
         let mut stage = state.stage(&[OBJECTS, META, BLOBS]).unwrap();
-        let out = apply(&mut stage, &cmd).unwrap();
+        let out = apply(&mut stage, &cmd, Answer::Wanted).unwrap();
         state.commit(stage);
         out
     }
@@ -490,6 +522,23 @@ mod tests {
             let missing = ObjectKey::new(Kind::ConfigMap, "a", "none");
             assert_eq!(stored_revision(&stage, &missing).unwrap(), None);
         }
+    }
+
+    #[test]
+    fn an_unwanted_answer_changes_nothing_but_the_result() {
+        let (_d, db) = db();
+        let cmd = put(namespace("a", "1"), Precondition::Absent);
+        let mut stage = db.stage(&[OBJECTS, META, BLOBS]).unwrap();
+        let (r, ev) = apply(&mut stage, &cmd, Answer::Unwanted).unwrap();
+        db.commit(stage);
+        assert_eq!(r, CommandResult::Nothing);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].event_type, EventType::Added);
+        assert_eq!(get(&db, &namespace("a", "1")), Some(ev[0].object.clone()));
+        // A rejection is still told.
+        let mut stage = db.stage(&[OBJECTS, META, BLOBS]).unwrap();
+        let (r, _) = apply(&mut stage, &cmd, Answer::Unwanted).unwrap();
+        assert_eq!(rejected_code(&r), Some(ErrorCode::AlreadyExists));
     }
 
     #[test]

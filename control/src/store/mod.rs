@@ -8,7 +8,9 @@ mod apply;
 mod staged;
 mod watch;
 
-pub use apply::{apply, namespace_admits, Command, CommandResult, Precondition};
+pub use apply::{
+    apply, namespace_admits, Answer, Command, CommandResult, ObjectHead, Precondition,
+};
 pub use staged::{Def, Stage, Staged, View};
 pub use watch::{WatchHub, WatchSubscription};
 
@@ -77,6 +79,14 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
+        self.get_as(key)
+    }
+
+    /// What is stored at `key` decoded as `T`: the whole object, or a part (`ObjectHead`).
+    pub fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<T>, StoreError> {
         let decoded = self.view.read(OBJECTS, &key.storage_key(), |v| {
             v.map(|bytes| edge_api::codec::decode("stored object", bytes))
         })?;
