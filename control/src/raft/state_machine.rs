@@ -370,3 +370,24 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
             .map_err(sto(ErrorSubject::Snapshot(None), ErrorVerb::Read))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_falls_due_by_time_or_size_and_is_durable_once_a_second() {
+        let start = Instant::now();
+        let mut f = Flushed::new(start);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(f.due(at(50), 0), None);
+        assert_eq!(f.due(at(50), FLUSH_BYTES), Some(false));
+        assert_eq!(f.due(at(120), 0), None);
+        assert_eq!(f.due(at(160), 0), Some(false));
+        assert_eq!(f.due(at(999), 0), Some(false));
+        assert_eq!(f.due(at(1000), 0), Some(true));
+        assert_eq!(f.due(at(1050), 0), None);
+        assert_eq!(f.due(at(1100), 0), Some(false));
+        assert_eq!(f.due(at(2000), 0), Some(true));
+    }
+}
