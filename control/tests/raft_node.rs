@@ -243,6 +243,22 @@ fn index_of(members: &[Member], id: u64) -> usize {
     members.iter().position(|m| m.node.node_id == id).unwrap()
 }
 
+/// Proposes `name` on `node` and checks that no answer came within `stall`; the write goes on.
+async fn unanswered_for(
+    stall: Duration,
+    node: &Arc<RaftNode>,
+    name: &'static str,
+    why_not: &str,
+) -> tokio::task::JoinHandle<Result<CommandResult, edge_control::raft::ProposeError>> {
+    let write = tokio::spawn({
+        let node = node.clone();
+        async move { node.propose(put(name)).await }
+    });
+    tokio::time::sleep(stall).await;
+    assert!(!write.is_finished(), "{why_not}");
+    write
+}
+
 /// The log reports an append written before its sync (so a leader replicates while it
 /// syncs); this checks what must wait for the sync anyway, by stalling disks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,15 +274,13 @@ async fn a_write_is_answered_and_applied_only_once_durable_on_a_majority() {
     for f in &followers {
         members[*f].node.store.log().hold_writes(true);
     }
-    let write = tokio::spawn({
-        let node = members[li].node.clone();
-        async move { node.propose(put("followers-stalled")).await }
-    });
-    tokio::time::sleep(stall).await;
-    assert!(
-        !write.is_finished(),
-        "answered with one durable copy of three"
-    );
+    let write = unanswered_for(
+        stall,
+        &members[li].node,
+        "followers-stalled",
+        "answered with one durable copy of three",
+    )
+    .await;
     assert!(read(&members[li].node, "followers-stalled").is_none());
     for f in &followers {
         members[*f].node.store.log().hold_writes(false);
@@ -277,15 +291,13 @@ async fn a_write_is_answered_and_applied_only_once_durable_on_a_majority() {
     // leader answers and applies only once its own copy is durable, and the followers do not
     // apply it before either (they are not told it is committed).
     members[li].node.store.log().hold_writes(true);
-    let write = tokio::spawn({
-        let node = members[li].node.clone();
-        async move { node.propose(put("leader-stalled")).await }
-    });
-    tokio::time::sleep(stall).await;
-    assert!(
-        !write.is_finished(),
-        "answered before the leader's copy was durable"
-    );
+    let write = unanswered_for(
+        stall,
+        &members[li].node,
+        "leader-stalled",
+        "answered before the leader's copy was durable",
+    )
+    .await;
     for m in &members {
         assert!(
             read(&m.node, "leader-stalled").is_none(),

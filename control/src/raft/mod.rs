@@ -401,14 +401,12 @@ impl RaftNode {
         // Applies held in memory would be applied again from the log at the next start; written
         // now, that start has less to do.
         let state = self.store.state();
-        match tokio::task::spawn_blocking(move || state.flush(true)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(node = self.node_id, error = %e, "could not write the last applies to the store")
-            }
-            Err(e) => {
-                tracing::warn!(node = self.node_id, error = %e, "could not write the last applies to the store")
-            }
+        let flushed =
+            tokio::task::spawn_blocking(move || state.flush(true).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = flushed {
+            tracing::warn!(node = self.node_id, error = %e, "could not write the last applies to the store");
         }
     }
 }

@@ -9,7 +9,7 @@ use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::wal::Wal;
-use crate::store::{self, CommandResult, Staged, WatchHub};
+use crate::store::{self, CommandResult, ReadRow, Staged, WatchHub};
 use edge_api::codec;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};

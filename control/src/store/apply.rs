@@ -4,8 +4,9 @@
 //! only checks preconditions (compare-and-swap on resourceVersion) and writes, so replaying
 //! the log on any server yields the same tables.
 
-use super::staged::Stage;
-use super::{decode_u64, StoreError, BLOBS, META, OBJECTS, REVISION_KEY};
+use super::staged::{ReadRow, Stage};
+use super::REVISION_KEY;
+use super::{decode_u64, revision_in, stored_at as stored, StoreError, BLOBS, META, OBJECTS};
 use edge_api::object::{Kind, Object, ObjectKey};
 use edge_api::wire::{ApiError, ErrorCode, EventType, WatchEvent};
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,7 @@ pub fn apply(
     command: &Command,
     answer: Answer,
 ) -> Result<(CommandResult, Vec<WatchEvent>), StoreError> {
-    let before = stage.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))?;
+    let before = revision_in(stage)?;
     let mut revs = Revisions {
         before,
         last: before,
@@ -207,8 +208,8 @@ fn apply_one(
                 return reject(format!("{key} changed after the scheduling snapshot"));
             }
             let node_key = ObjectKey::new(edge_api::Kind::Node, "", node);
-            match stored::<Object>(stage, &node_key)? {
-                Some(n) if n.meta().resource_version <= *snapshot_revision => {}
+            match stored_revision(stage, &node_key)? {
+                Some(revision) if revision <= *snapshot_revision => {}
                 Some(_) => {
                     return reject(format!(
                         "node {node:?} changed after the scheduling snapshot"
@@ -282,17 +283,6 @@ fn event_of(event_type: EventType, object: Object) -> WatchEvent {
 fn stored_revision(stage: &Stage, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
     let head = stored::<ObjectHead>(stage, key)?;
     Ok(head.map(|h| h.resource_version))
-}
-
-/// What is stored at `key`, decoded as `T`: the whole object, or only part of it.
-fn stored<T: serde::de::DeserializeOwned>(
-    stage: &Stage,
-    key: &ObjectKey,
-) -> Result<Option<T>, StoreError> {
-    let decoded = stage.read(OBJECTS, &key.storage_key(), |v| {
-        v.map(|bytes| edge_api::codec::decode("stored object", bytes))
-    })?;
-    Ok(decoded.transpose()?)
 }
 
 /// A stored object (`{Kind: body}`) read for the parts of its metadata writes check; the

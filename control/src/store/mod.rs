@@ -11,7 +11,7 @@ mod watch;
 pub use apply::{
     apply, namespace_admits, Answer, Command, CommandResult, ObjectHead, Precondition,
 };
-pub use staged::{Def, Stage, Staged, View};
+pub use staged::{Def, ReadRow, Stage, Staged, View};
 pub use watch::{WatchHub, WatchSubscription};
 
 use edge_api::object::{Kind, Object, ObjectKey};
@@ -68,8 +68,24 @@ fn decode_u64(b: &[u8]) -> u64 {
 /// A consistent view of objects for decisions (scheduler, controllers) and API reads.
 pub fn read_snapshot(state: &Staged) -> Result<Snapshot, StoreError> {
     let view = state.view(&[OBJECTS, META])?;
-    let revision = view.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))?;
+    let revision = revision_in(&view)?;
     Ok(Snapshot { revision, view })
+}
+
+/// The store's revision as applied so far (see `revision`).
+fn revision_in(rows: &impl ReadRow) -> Result<u64, StoreError> {
+    rows.read(META, REVISION_KEY, |v| v.map_or(0, decode_u64))
+}
+
+/// What is stored at `key`, decoded as `T`: the whole object, or a part (`ObjectHead`).
+fn stored_at<T: serde::de::DeserializeOwned>(
+    rows: &impl ReadRow,
+    key: &ObjectKey,
+) -> Result<Option<T>, StoreError> {
+    let decoded = rows.read(OBJECTS, &key.storage_key(), |v| {
+        v.map(|bytes| edge_api::codec::decode("stored object", bytes))
+    })?;
+    Ok(decoded.transpose()?)
 }
 
 pub struct Snapshot {
@@ -87,10 +103,7 @@ impl Snapshot {
         &self,
         key: &ObjectKey,
     ) -> Result<Option<T>, StoreError> {
-        let decoded = self.view.read(OBJECTS, &key.storage_key(), |v| {
-            v.map(|bytes| edge_api::codec::decode("stored object", bytes))
-        })?;
-        Ok(decoded.transpose()?)
+        stored_at(&self.view, key)
     }
 
     /// All objects of `kind`, in one namespace or all, in key order.

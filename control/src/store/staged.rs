@@ -215,9 +215,19 @@ pub struct View {
     layers: Vec<Arc<Layer>>,
 }
 
-impl View {
+/// Reading one row of the state machine as applied so far, through a view or an apply's stage.
+pub trait ReadRow {
     /// Calls `f` with the value at `key` in `def` (which the view must have been opened with).
-    pub fn read<R>(
+    fn read<R>(
+        &self,
+        def: Def,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StoreError>;
+}
+
+impl ReadRow for View {
+    fn read<R>(
         &self,
         def: Def,
         key: &str,
@@ -234,7 +244,9 @@ impl View {
             None => Ok(f(None)),
         }
     }
+}
 
+impl View {
     /// Calls `f` with every row of `def` whose key starts with `prefix`, in key order, until
     /// `f` returns an error.
     pub fn scan_prefix(
@@ -306,8 +318,8 @@ pub struct Stage {
     layer: Layer,
 }
 
-impl Stage {
-    pub fn read<R>(
+impl ReadRow for Stage {
+    fn read<R>(
         &self,
         def: Def,
         key: &str,
@@ -318,7 +330,9 @@ impl Stage {
             None => self.below.read(def, key, f),
         }
     }
+}
 
+impl Stage {
     pub fn insert(&mut self, def: Def, key: &str, value: Vec<u8>) {
         self.layer.set(def, key, Some(value));
     }
