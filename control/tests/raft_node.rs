@@ -318,6 +318,28 @@ async fn a_write_is_answered_and_applied_only_once_durable_on_a_majority() {
     }
 }
 
+/// A follower answers a forwarded write once the leader applied it, before it applies it
+/// itself; a decision on the follower's own state waits for that (`applied_own_writes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_knows_whether_it_applied_the_writes_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (members, leader) = three_voters(&dir).await;
+    let fi = (index_of(&members, leader) + 1) % 3;
+    let follower = &members[fi].node;
+    follower.propose(put("warm")).await.unwrap();
+    assert!(follower.applied_own_writes(Duration::from_secs(5)).await);
+    assert!(read(follower, "warm").is_some());
+
+    // Its disk stalls: the other two commit the write, so it is answered here, unapplied.
+    follower.store.log().hold_writes(true);
+    follower.propose(put("while-stalled")).await.unwrap();
+    assert!(!follower.applied_own_writes(Duration::from_millis(300)).await);
+    assert!(read(follower, "while-stalled").is_none());
+    follower.store.log().hold_writes(false);
+    assert!(follower.applied_own_writes(Duration::from_secs(5)).await);
+    assert!(read(follower, "while-stalled").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_converge_and_fail_over() {
     let dir = tempfile::tempdir().unwrap();

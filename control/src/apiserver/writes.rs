@@ -15,6 +15,9 @@ const CONFLICT_RETRIES: usize = 8;
 /// a forwarded write waits for a leader.
 const LOCAL_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a decision on this server's state waits for it to hold the writes answered here.
+const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What a write's first decision reads: every later attempt reads linearizably.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FirstRead {
@@ -105,7 +108,11 @@ impl ControlPlane {
         let mut attempts = CONFLICT_RETRIES;
         let local = match first {
             FirstRead::Linearizable => None,
-            FirstRead::Local => Some((self.local_view()?, Route::AnyLeader)),
+            FirstRead::Local => {
+                // Not seeing them only costs a refused write, so the wait is short.
+                self.raft.applied_own_writes(OWN_WRITES_WAIT).await;
+                Some((self.local_view()?, Route::AnyLeader))
+            }
             FirstRead::LeaderLocal => self.leader_view()?.map(|snap| (snap, Route::Here)),
         };
         if let Some((snap, route)) = local {

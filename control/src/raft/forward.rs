@@ -2,13 +2,17 @@
 //! write waiting as one `Command::Batch` call (the leader's batcher queues its commands with
 //! everything else waiting there, see `WriteBatcher::write_each`) and hands
 //! each waiter its own result, so a follower under load makes one call per batch, not per write.
+//! It also remembers the newest revision a write through this server was answered with, so a
+//! decision made on this server's state can first wait to see it (`applied_own_writes`).
 
 use super::calls::{PeerCall, PeerReply};
 use super::writes::{batchable, send_batch, take_batch, BatchError, IN_FLIGHT};
 use super::{unexpected, ProposeError, RaftNode};
 use crate::store::{Command, CommandResult};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 
 type Reply = oneshot::Sender<Result<CommandResult, ProposeError>>;
@@ -17,6 +21,8 @@ type Reply = oneshot::Sender<Result<CommandResult, ProposeError>>;
 pub(crate) struct Combiner {
     waiting: Mutex<VecDeque<(Command, Reply)>>,
     slots: Semaphore,
+    /// The newest store revision a write proposed here was answered with.
+    answered: AtomicU64,
 }
 
 impl Default for Combiner {
@@ -24,6 +30,7 @@ impl Default for Combiner {
         Combiner {
             waiting: Mutex::new(VecDeque::new()),
             slots: Semaphore::new(IN_FLIGHT),
+            answered: AtomicU64::new(0),
         }
     }
 }
@@ -39,6 +46,29 @@ impl RaftNode {
     /// produced (possibly a rejection from a failed precondition, which is not an error here).
     /// Retried across leader changes only while it certainly was not applied.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
+        let result = self.propose_combined(cmd).await;
+        if let Ok(r) = &result {
+            self.forward
+                .answered
+                .fetch_max(newest_revision(r), Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Waits, for at most `within`, until this server's state holds every write `propose`
+    /// answered here; returns whether it does. A follower learns that an entry committed a
+    /// little after the leader answers for it, so a client writing the same object again
+    /// through this server would otherwise be decided on its old version, refused by its
+    /// precondition, and decided again after a read barrier: a wasted quorum round and write.
+    pub async fn applied_own_writes(&self, within: Duration) -> bool {
+        let answered = self.forward.answered.load(Ordering::Relaxed);
+        self.store
+            .watch_hub()
+            .applied_through(answered, within)
+            .await
+    }
+
+    async fn propose_combined(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
         if !batchable(&cmd) {
             return self.propose_alone(cmd).await;
         }
@@ -67,6 +97,15 @@ impl RaftNode {
             PeerReply::Written(r) => Ok(r),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+/// The newest revision `result` wrote: what a reader must see to see this write.
+fn newest_revision(result: &CommandResult) -> u64 {
+    match result {
+        CommandResult::Stored(o) | CommandResult::Deleted(o) => o.meta().resource_version,
+        CommandResult::Batch(results) => results.iter().map(newest_revision).max().unwrap_or(0),
+        CommandResult::BlobStored | CommandResult::Rejected(_) | CommandResult::Nothing => 0,
     }
 }
 

@@ -4,7 +4,8 @@
 use edge_api::wire::WatchEvent;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
 
 /// How many recent events are kept for resuming watches. Each holds a whole object, so this
 /// bounds memory on small boxes; a client further behind gets "expired" and relists.
@@ -13,6 +14,8 @@ pub const HISTORY: usize = 2_000;
 pub struct WatchHub {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// The newest published revision: every change up to it can be read.
+    applied: watch::Sender<u64>,
 }
 
 struct Inner {
@@ -43,6 +46,7 @@ impl WatchHub {
                 complete_after: current_revision,
             }),
             tx,
+            applied: watch::Sender::new(current_revision),
         })
     }
 
@@ -56,6 +60,7 @@ impl WatchHub {
         if events.is_empty() {
             return;
         }
+        let newest = events.iter().map(|e| e.resource_version).max().unwrap_or(0);
         let mut inner = self.lock();
         for ev in events {
             let ev = Arc::new(ev);
@@ -68,6 +73,26 @@ impl WatchHub {
             // No receivers is fine: nobody is watching.
             let _ = self.tx.send(ev);
         }
+        drop(inner);
+        self.applied.send_if_modified(|applied| {
+            let newer = newest > *applied;
+            *applied = (*applied).max(newest);
+            newer
+        });
+    }
+
+    /// Waits until the changes up to `revision` can be read here, for at most `within`;
+    /// returns whether they can.
+    pub async fn applied_through(&self, revision: u64, within: Duration) -> bool {
+        if *self.applied.borrow() >= revision {
+            return true;
+        }
+        let mut rx = self.applied.subscribe();
+        let seen = tokio::time::timeout(within, async {
+            rx.wait_for(|r| *r >= revision).await.is_ok()
+        })
+        .await;
+        seen.unwrap_or(false)
     }
 
     /// Forgets history, e.g. after a snapshot replaced the whole state: watchers must relist.
@@ -75,6 +100,8 @@ impl WatchHub {
         let mut inner = self.lock();
         inner.history.clear();
         inner.complete_after = revision;
+        drop(inner);
+        self.applied.send_replace(revision);
     }
 
     /// Returns once no publication is under way: whatever was published before this call
@@ -137,5 +164,24 @@ mod tests {
         hub.reset(20);
         let e = hub.subscribe_from(15).err().unwrap();
         assert_eq!(e.oldest, 20);
+    }
+
+    #[tokio::test]
+    async fn applied_through_waits_for_the_revision_to_be_published() {
+        let hub = WatchHub::new(5);
+        let short = Duration::from_millis(20);
+        assert!(hub.applied_through(5, short).await);
+        assert!(!hub.applied_through(7, short).await);
+        let waiting = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.applied_through(7, Duration::from_secs(10)).await })
+        };
+        hub.publish(vec![ev(6)]);
+        tokio::time::sleep(short).await;
+        assert!(!waiting.is_finished());
+        hub.publish(vec![ev(7)]);
+        assert!(waiting.await.unwrap());
+        hub.reset(30);
+        assert!(hub.applied_through(30, short).await);
     }
 }
