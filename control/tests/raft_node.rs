@@ -333,7 +333,11 @@ async fn a_follower_knows_whether_it_applied_the_writes_it_answered() {
     // Its disk stalls: the other two commit the write, so it is answered here, unapplied.
     follower.store.log().hold_writes(true);
     follower.propose(put("while-stalled")).await.unwrap();
-    assert!(!follower.applied_own_writes(Duration::from_millis(300)).await);
+    assert!(
+        !follower
+            .applied_own_writes(Duration::from_millis(300))
+            .await
+    );
     assert!(read(follower, "while-stalled").is_none());
     follower.store.log().hold_writes(false);
     assert!(follower.applied_own_writes(Duration::from_secs(5)).await);

@@ -291,9 +291,11 @@ impl RaftNode {
         }
     }
 
-    /// Resolves once this node knows a leader other than `id`.
+    /// Resolves once this node knows a leader other than `id`. Watches the server metrics,
+    /// which change only with the leader, vote or membership: every call in flight waits
+    /// here, and the full metrics change several times per write.
     async fn other_leader_than(&self, id: u64) {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         let changed = metrics
             .wait_for(|m| m.current_leader.is_some_and(|l| l != id))
             .await

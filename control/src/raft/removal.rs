@@ -26,10 +26,12 @@ impl RaftNode {
             && holds(m.membership_config.membership(), candidate) == Some(false)
     }
 
-    /// Resolves once this server knows it is no longer a member.
+    /// Resolves once this server knows it is no longer a member. Watches the server metrics,
+    /// which change with the membership, leader or vote only: the full metrics change several
+    /// times per write, and each change woke this waiter (on `edged`'s main thread).
     pub async fn removed(&self) {
         let mut told = self.network.removed.subscribe();
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         loop {
             let gone = holds(
                 metrics.borrow_and_update().membership_config.membership(),
