@@ -262,7 +262,7 @@ struct Job {
 }
 
 /// How far the writer has synced: every write numbered `upto` or lower is durable, unless
-/// writing `failed`.
+/// writing `failed`, but for a commit point still parked (nobody waits for those).
 #[derive(Debug, Default)]
 struct Synced {
     upto: u64,
@@ -275,6 +275,8 @@ struct Synced {
 pub struct Wal {
     mem: Arc<RwLock<MemLog>>,
     jobs: mpsc::Sender<Job>,
+    /// The commit point's record, waiting for a write to carry it (`writer::Parked`).
+    parked: Arc<std::sync::Mutex<writer::Parked>>,
     synced: tokio::sync::watch::Receiver<Synced>,
     /// Holds the writer back while set, as a stalled disk would (`hold_writes`).
     held: Arc<std::sync::atomic::AtomicBool>,
@@ -307,13 +309,16 @@ impl Wal {
         let (report, synced) = tokio::sync::watch::channel(Synced::default());
         let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer_held = held.clone();
+        let parked = Arc::new(std::sync::Mutex::new(writer::Parked::default()));
+        let writer_parked = parked.clone();
         std::thread::Builder::new()
             .name("raft-wal".into())
-            .spawn(move || writer.run(rx, report, &writer_held))
+            .spawn(move || writer.run(rx, report, &writer_held, &writer_parked))
             .map_err(io_at(dir))?;
         Ok(Wal {
             mem: Arc::new(RwLock::new(mem)),
             jobs,
+            parked,
             synced,
             held,
         })
@@ -361,7 +366,7 @@ impl Wal {
                 let mut mem = self.write();
                 let write = mem.next_write;
                 mem.append(entries, bytes.len(), write)?;
-                self.queue(&mut mem, bytes, Effect::Entries { last }, false)
+                self.queue(&mut mem, bytes, Effect::Entries { last })
             });
         callback.log_io_completed(queued.clone().map_err(io::Error::other));
         queued
@@ -393,7 +398,17 @@ impl Wal {
         let bytes = frame(&Record::Committed(committed)).map_err(|e| e.to_string())?;
         let mut mem = self.write();
         mem.committed = committed;
-        self.queue(&mut mem, bytes, Effect::Committed(committed), true)
+        let job = Job {
+            write: mem.next_write,
+            bytes,
+            effect: Effect::Committed(committed),
+            lazy: true,
+        };
+        mem.next_write += 1;
+        match writer::park(&self.parked, job) {
+            Some(job) => self.send(job),
+            None => Ok(()),
+        }
     }
 
     /// Returns once the entry at `index` (or whatever replaced it meanwhile) is durable here.
@@ -450,7 +465,7 @@ impl Wal {
             let mut mem = self.write();
             change(&mut mem);
             let write = mem.next_write;
-            self.queue(&mut mem, bytes, effect, false)?;
+            self.queue(&mut mem, bytes, effect)?;
             write
         };
         self.until_synced(write).await
@@ -458,20 +473,18 @@ impl Wal {
 
     /// Queues a write while the caller holds the log's lock, so that write numbers follow
     /// queue order.
-    fn queue(
-        &self,
-        mem: &mut MemLog,
-        bytes: Vec<u8>,
-        effect: Effect,
-        lazy: bool,
-    ) -> Result<(), String> {
+    fn queue(&self, mem: &mut MemLog, bytes: Vec<u8>, effect: Effect) -> Result<(), String> {
         let job = Job {
             write: mem.next_write,
             bytes,
             effect,
-            lazy,
+            lazy: false,
         };
         mem.next_write += 1;
+        self.send(job)
+    }
+
+    fn send(&self, job: Job) -> Result<(), String> {
         self.jobs
             .send(job)
             .map_err(|_| "the raft log writer stopped".to_string())
@@ -511,71 +524,4 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    fn entry(index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    /// Entries 5..=9 written by writes 3, 3, 4, 6, 6 (an append of two, one, two).
-    fn log() -> MemLog {
-        let mut mem = MemLog::default();
-        mem.append(&[entry(5), entry(6)], 20, 3).unwrap();
-        mem.append(&[entry(7)], 10, 4).unwrap();
-        mem.append(&[entry(8), entry(9)], 20, 6).unwrap();
-        mem
-    }
-
-    #[test]
-    fn each_entry_waits_for_the_write_that_put_it_there() {
-        let mut mem = log();
-        assert_eq!(mem.write_of(5), Some(3));
-        assert_eq!(mem.write_of(7), Some(4));
-        assert_eq!(mem.write_of(9), Some(6));
-        assert_eq!(mem.write_of(10), None, "not appended yet");
-        mem.truncate(8);
-        mem.append(&[entry(8)], 10, 9).unwrap();
-        assert_eq!(
-            mem.write_of(8),
-            Some(9),
-            "a replaced entry waits for its new write"
-        );
-        mem.purge(entry(6).log_id);
-        assert_eq!(mem.write_of(6), None, "purged entries are durable");
-        assert_eq!(mem.write_of(7), Some(4));
-    }
-
-    #[test]
-    fn the_commit_told_to_others_stops_at_the_durable_end_of_the_log() {
-        let mem = log();
-        let id = |i| Some(entry(i).log_id);
-        assert_eq!(mem.durable_id(entry(9).log_id, 6), id(9), "all synced");
-        assert_eq!(
-            mem.durable_id(entry(9).log_id, 5),
-            id(7),
-            "8 and 9 still syncing"
-        );
-        assert_eq!(
-            mem.durable_id(entry(6).log_id, 5),
-            id(6),
-            "never above what was asked"
-        );
-        assert_eq!(
-            mem.durable_id(entry(9).log_id, 2),
-            None,
-            "nothing synced, nothing purged"
-        );
-        let mut purged = log();
-        purged.purge(entry(5).log_id);
-        assert_eq!(
-            purged.durable_id(entry(9).log_id, 2),
-            id(5),
-            "the purge point is durable"
-        );
-    }
-}
+mod tests;

@@ -7,7 +7,70 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a parked job waits for a write to ride with before it is written alone.
+const PARK_AT_MOST: Duration = Duration::from_millis(100);
+/// After this long without work the writer waits for the queue with no deadline.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The newest lazy job (the commit point), held for the next write to carry instead of being
+/// written alone: each lone write was a wake-up of the writer and a write call, once per commit
+/// on every server, and a newer commit point supersedes an unwritten older one.
+#[derive(Default)]
+pub(super) struct Parked {
+    job: Option<Job>,
+    /// The writer waits for the queue with no deadline, so a parked job would wait for the
+    /// next write however long that takes: it goes through the queue instead.
+    asleep: bool,
+}
+
+fn lock(parked: &Mutex<Parked>) -> MutexGuard<'_, Parked> {
+    // Every change under the lock is a single assignment: a panic leaves it whole.
+    parked.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parks `job`, replacing any older parked job; gives it back if the writer sleeps, for the
+/// caller to queue (which wakes the writer). Called under the log's lock, like queueing, so
+/// that every job numbered before it is queued already.
+pub(super) fn park(parked: &Mutex<Parked>, job: Job) -> Option<Job> {
+    let mut p = lock(parked);
+    if p.asleep {
+        p.asleep = false;
+        return Some(job);
+    }
+    p.job = Some(job);
+    None
+}
+
+fn take_parked(parked: &Mutex<Parked>) -> Option<Job> {
+    let mut p = lock(parked);
+    p.asleep = false;
+    p.job.take()
+}
+
+/// The next queued job: waiting at most `PARK_AT_MOST` while a job is parked or the log was
+/// busy lately (so a parked job is written soon), with no deadline when idle.
+fn next_job(
+    rx: &mpsc::Receiver<Job>,
+    parked: &Mutex<Parked>,
+    last_work: Instant,
+) -> Result<Option<Job>, mpsc::RecvTimeoutError> {
+    let deadline = {
+        let mut p = lock(parked);
+        let busy = p.job.is_some() || last_work.elapsed() < IDLE_AFTER;
+        p.asleep = !busy;
+        busy.then_some(PARK_AT_MOST)
+    };
+    match deadline {
+        Some(wait) => rx.recv_timeout(wait).map(Some),
+        None => rx
+            .recv()
+            .map(Some)
+            .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+    }
+}
 
 /// Vote, purge point and committed id as last written: restated at the top of each segment.
 pub(super) struct Checkpoint {
@@ -73,27 +136,53 @@ impl Writer {
         rx: mpsc::Receiver<Job>,
         report: tokio::sync::watch::Sender<Synced>,
         held: &AtomicBool,
+        parked: &Mutex<Parked>,
     ) {
-        while let Ok(first) = rx.recv() {
+        let mut last_work = Instant::now();
+        loop {
+            let first = match next_job(&rx, parked, last_work) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The log is closing: what is parked is written, unsynced, as it would be.
+                    let rest: Vec<Job> = take_parked(parked).into_iter().collect();
+                    if !rest.is_empty() {
+                        let _ = self.write_batch(&rest);
+                    }
+                    return;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+            };
             while held.load(Ordering::Acquire) {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(1));
             }
-            let mut batch = vec![first];
+            // The parked job first: every job numbered before it was queued by then, so the
+            // drain below finds them all, and it is never written ahead of an earlier job.
+            let mut batch: Vec<Job> = take_parked(parked).into_iter().collect();
+            batch.extend(first);
             batch.extend(rx.try_iter());
-            if let Err(e) = self.write_batch(&batch) {
-                tracing::error!(error = %e, "the raft log cannot be written");
-                report.send_modify(|s| s.failed = Some(e));
+            if batch.is_empty() {
                 continue;
             }
-            // Before the purge is reported done, so that its caller sees the files gone.
-            if batch.iter().any(|j| matches!(j.effect, Effect::Purge(_))) {
-                self.delete_purged_segments();
-            }
-            // A sync covers every write before it, lazy ones of earlier batches included.
-            if batch.iter().any(|j| !j.lazy) {
-                let upto = batch.iter().map(|j| j.write).max().unwrap_or(0);
-                report.send_modify(|s| s.upto = s.upto.max(upto));
-            }
+            batch.sort_by_key(|j| j.write);
+            last_work = Instant::now();
+            self.handle(&batch, &report);
+        }
+    }
+
+    fn handle(&mut self, batch: &[Job], report: &tokio::sync::watch::Sender<Synced>) {
+        if let Err(e) = self.write_batch(batch) {
+            tracing::error!(error = %e, "the raft log cannot be written");
+            report.send_modify(|s| s.failed = Some(e));
+            return;
+        }
+        // Before the purge is reported done, so that its caller sees the files gone.
+        if batch.iter().any(|j| matches!(j.effect, Effect::Purge(_))) {
+            self.delete_purged_segments();
+        }
+        // A sync covers every write before it, lazy ones of earlier batches included.
+        if batch.iter().any(|j| !j.lazy) {
+            let upto = batch.iter().map(|j| j.write).max().unwrap_or(0);
+            report.send_modify(|s| s.upto = s.upto.max(upto));
         }
     }
 
