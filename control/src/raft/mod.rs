@@ -403,11 +403,7 @@ impl RaftNode {
         // Applies held in memory would be applied again from the log at the next start; written
         // now, that start has less to do.
         let state = self.store.state();
-        let flushed =
-            tokio::task::spawn_blocking(move || state.flush(true).map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-        if let Err(e) = flushed {
+        if let Err(e) = storage::blocking(move || Ok(state.flush(true)?)).await {
             tracing::warn!(node = self.node_id, error = %e, "could not write the last applies to the store");
         }
     }

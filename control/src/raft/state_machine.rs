@@ -199,6 +199,16 @@ fn staged_meta<T: serde::de::DeserializeOwned>(
     Ok(decoded.transpose()?)
 }
 
+/// Writes a `raft.meta` value with an apply's other changes (`put_meta`'s staged twin).
+fn stage_meta<T: serde::Serialize>(
+    stage: &mut store::Stage,
+    key: &'static str,
+    value: &T,
+) -> Result<(), Failure> {
+    stage.insert(RAFT_META, key, codec::encode(key, value)?);
+    Ok(())
+}
+
 /// When applies were last flushed to redb, and last made durable there.
 pub(super) struct Flushed {
     flushed: Instant,
@@ -269,18 +279,10 @@ fn apply_batch(
         }
     }
     if last_applied.is_some() {
-        stage.insert(
-            RAFT_META,
-            LAST_APPLIED,
-            codec::encode(LAST_APPLIED, &last_applied)?,
-        );
+        stage_meta(&mut stage, LAST_APPLIED, &last_applied)?;
     }
     if let Some(m) = &membership {
-        stage.insert(
-            RAFT_META,
-            LAST_MEMBERSHIP,
-            codec::encode(LAST_MEMBERSHIP, m)?,
-        );
+        stage_meta(&mut stage, LAST_MEMBERSHIP, m)?;
     }
     state.commit(stage);
     Ok((results, events))

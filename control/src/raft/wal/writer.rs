@@ -56,7 +56,7 @@ fn next_job(
     rx: &mpsc::Receiver<Job>,
     parked: &Mutex<Parked>,
     last_work: Instant,
-) -> Result<Option<Job>, mpsc::RecvTimeoutError> {
+) -> Result<Job, mpsc::RecvTimeoutError> {
     let deadline = {
         let mut p = lock(parked);
         let busy = p.job.is_some() || last_work.elapsed() < IDLE_AFTER;
@@ -64,11 +64,8 @@ fn next_job(
         busy.then_some(PARK_AT_MOST)
     };
     match deadline {
-        Some(wait) => rx.recv_timeout(wait).map(Some),
-        None => rx
-            .recv()
-            .map(Some)
-            .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        Some(wait) => rx.recv_timeout(wait),
+        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
     }
 }
 
@@ -141,7 +138,7 @@ impl Writer {
         let mut last_work = Instant::now();
         loop {
             let first = match next_job(&rx, parked, last_work) {
-                Ok(first) => first,
+                Ok(job) => Some(job),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     // The log is closing: what is parked is written, unsynced, as it would be.
                     let rest: Vec<Job> = take_parked(parked).into_iter().collect();
